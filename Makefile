@@ -1,0 +1,42 @@
+# Build the kernel libraries and run the decode-vs-prefill parity suite.
+# `make test` is what CI (.ci/run) runs; `make help` lists the targets.
+
+GO ?= go
+BUILD ?= build
+GOFLAGS_TEST ?=
+# purego needs no cgo: every Go binary here is built with CGO_ENABLED=0.
+export CGO_ENABLED := 0
+
+# Library paths, one per backend; the Go side's defaults name the same files
+# (internal/gpapi/libpath.go).
+CPU_LIB := $(BUILD)/libgreta_parity_cpu.so
+CUDA_LIB := $(BUILD)/libgreta_parity_cuda.so
+ROCM_LIB := $(BUILD)/libgreta_parity_rocm.so
+
+.PHONY: all help test vet fmt-check
+
+all: kernels-cpu
+
+help:
+	@echo "make test           build the CPU backend and run every Go test (CI)"
+	@echo "make parity         install the toolchain packages, then make test"
+	@echo "make vet            CGO_ENABLED=0 go vet ./..."
+	@echo "make kernels-cpu    $(CPU_LIB) (gcc)"
+	@echo "make kernels-cuda   $(CUDA_LIB) (nvcc, CUDA_ARCH=sm_90)"
+	@echo "make kernels-rocm   $(ROCM_LIB) (hipcc, OFFLOAD_ARCH=gfx942)"
+	@echo "make check-rocm     compile-check the AMD device code (gfx942, gfx90a)"
+
+include kernels/cpu/cpu.mk
+include kernels/hip/hip.mk
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: kernels-cpu
+	$(GO) test $(GOFLAGS_TEST) ./...

@@ -1,0 +1,3 @@
+module github.com/gretacore/parity
+
+go 1.26

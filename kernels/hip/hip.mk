@@ -1,0 +1,2 @@
+# HIP kernels for ROCm and CUDA (placeholder; see kernels/hip).
+.PHONY: kernels-cuda kernels-rocm check-rocm
