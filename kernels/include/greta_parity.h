@@ -99,7 +99,8 @@ int gp_abi_version(void);
 const char *gp_backend_name(void);
 /* Static string for a status code, e.g. "invalid argument". */
 const char *gp_status_string(int status);
-/* Message of the last failing call on this thread ("" if none). */
+/* Message of the last failing call ("" if none). Process-wide, like the
+ * attestation below: the harness calls from one thread at a time. */
 const char *gp_last_error(void);
 
 /* ---- device and memory ----------------------------------------------- */
@@ -107,7 +108,7 @@ const char *gp_last_error(void);
 int gp_device_count(int *count);
 /* Allocates bytes (> 0) of device memory, aligned to at least 256 bytes. */
 int gp_malloc(void **ptr, size_t bytes);
-int gp_free(void *ptr);
+int gp_free(void *ptr); /* gp_free(NULL) is a no-op returning GP_OK */
 int gp_memcpy_h2d(void *dst_device, const void *src_host, size_t bytes);
 int gp_memcpy_d2h(void *dst_host, const void *src_device, size_t bytes);
 int gp_synchronize(void);
@@ -163,7 +164,7 @@ int gp_attn_pv(int dtype, const float *probs, const void *v_cache, void *out,
 /* ---- route attestation ----------------------------------------------- */
 
 /* Describes the kernel variant that ran for the last successful sub-stage
- * call on this thread: route (gp_route, never AUTO; 0 for non-projection
+ * call (process-wide): route (gp_route, never AUTO; 0 for non-projection
  * ops), tile sizes (0 where not tiled), split-K factor (1 = none), and the
  * kernel's name (NUL-terminated, truncated to kernel_cap bytes). Any
  * out-pointer may be NULL. GP_ERR_INVALID_ARG if no call has run yet. */
