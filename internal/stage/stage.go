@@ -26,6 +26,9 @@ const (
 	numStages
 )
 
+// Count is the number of stages; arrays indexed by Stage have this length.
+const Count = int(numStages)
+
 var names = [numStages]string{
 	XNorm:   "x_norm",
 	QProj:   "q_proj",

@@ -1,0 +1,126 @@
+package gpapi
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// GuardBytes is the size of the guard regions placed before and after every
+// Buffer. 256 keeps the user region as aligned as gp_malloc's own pointer.
+const GuardBytes = 256
+
+// guardByte is the guard pattern at byte i of a guard region: position
+// dependent, so a kernel that copies a neighbouring guard still shows.
+func guardByte(i int) byte { return byte(0x5a ^ (i * 37)) }
+
+// Buffer is device memory with poisoned guard regions on both sides, so
+// that an out-of-bounds write by a kernel is detected (CheckGuards) rather
+// than silently corrupting a neighbour.
+type Buffer struct {
+	lib   *Lib
+	Name  string  // what the buffer holds, for messages ("q_proj decode out")
+	Ptr   uintptr // device pointer to the user region
+	Bytes int     // size of the user region
+	base  uintptr
+}
+
+// Alloc allocates bytes (> 0) of device memory plus the guards and writes
+// the guard pattern.
+func (l *Lib) Alloc(name string, bytes int) (*Buffer, error) {
+	if bytes <= 0 {
+		return nil, fmt.Errorf("alloc %s: size %d must be > 0", name, bytes)
+	}
+	l.mu.Lock()
+	var base uintptr
+	err := l.check("gp_malloc", l.malloc(&base, uint64(bytes+2*GuardBytes)))
+	l.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("alloc %s (%d bytes): %w", name, bytes, err)
+	}
+	b := &Buffer{lib: l, Name: name, Ptr: base + GuardBytes, Bytes: bytes, base: base}
+	g := make([]byte, GuardBytes)
+	for i := range g {
+		g[i] = guardByte(i)
+	}
+	if err := l.h2d(base, g); err != nil {
+		return nil, err
+	}
+	if err := l.h2d(base+GuardBytes+uintptr(bytes), g); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (l *Lib) h2d(dst uintptr, src []byte) error {
+	if len(src) == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.check("gp_memcpy_h2d", l.memcpyH2D(dst, (*byte)(unsafe.Pointer(&src[0])), uint64(len(src))))
+}
+
+func (l *Lib) d2h(dst []byte, src uintptr) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.check("gp_memcpy_d2h", l.memcpyD2H((*byte)(unsafe.Pointer(&dst[0])), src, uint64(len(dst))))
+}
+
+// Write copies data (at most Bytes) to the start of the buffer.
+func (b *Buffer) Write(data []byte) error {
+	if len(data) > b.Bytes {
+		return fmt.Errorf("write %s: %d bytes into a %d-byte buffer", b.Name, len(data), b.Bytes)
+	}
+	if err := b.lib.h2d(b.Ptr, data); err != nil {
+		return fmt.Errorf("write %s: %w", b.Name, err)
+	}
+	return nil
+}
+
+// Read copies the whole user region back.
+func (b *Buffer) Read() ([]byte, error) {
+	out := make([]byte, b.Bytes)
+	if err := b.lib.d2h(out, b.Ptr); err != nil {
+		return nil, fmt.Errorf("read %s: %w", b.Name, err)
+	}
+	return out, nil
+}
+
+// CheckGuards reads both guard regions back and reports the first byte a
+// kernel overwrote, as an offset relative to the buffer's start (negative:
+// before it) or end.
+func (b *Buffer) CheckGuards() error {
+	g := make([]byte, GuardBytes)
+	if err := b.lib.d2h(g, b.base); err != nil {
+		return fmt.Errorf("guards of %s: %w", b.Name, err)
+	}
+	for i := range g {
+		if g[i] != guardByte(i) {
+			return fmt.Errorf("out-of-bounds write before %s: byte at offset %d overwritten", b.Name, i-GuardBytes)
+		}
+	}
+	if err := b.lib.d2h(g, b.Ptr+uintptr(b.Bytes)); err != nil {
+		return fmt.Errorf("guards of %s: %w", b.Name, err)
+	}
+	for i := range g {
+		if g[i] != guardByte(i) {
+			return fmt.Errorf("out-of-bounds write past the end of %s (%d bytes): byte at end+%d overwritten", b.Name, b.Bytes, i)
+		}
+	}
+	return nil
+}
+
+// Free releases the buffer; a second Free is a no-op.
+func (b *Buffer) Free() error {
+	if b == nil || b.base == 0 {
+		return nil
+	}
+	b.lib.mu.Lock()
+	defer b.lib.mu.Unlock()
+	err := b.lib.check("gp_free", b.lib.free(b.base))
+	b.base, b.Ptr = 0, 0
+	return err
+}

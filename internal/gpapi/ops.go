@@ -1,0 +1,179 @@
+package gpapi
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// Route is a gp_route: which projection kernel family runs.
+type Route int32
+
+// Routes of gp_linear.
+const (
+	RouteAuto Route = 0 // MFMA for M > 1, VALU for M == 1
+	RouteMFMA Route = 1 // matrix-core tiled GEMM
+	RouteVALU Route = 2 // per-row GEMV
+)
+
+func (r Route) String() string {
+	switch r {
+	case RouteAuto:
+		return "auto"
+	case RouteMFMA:
+		return "mfma"
+	case RouteVALU:
+		return "valu"
+	}
+	return fmt.Sprintf("route(%d)", int32(r))
+}
+
+// ParseRoute accepts "auto", "mfma" or "valu" in any case.
+func ParseRoute(s string) (Route, error) {
+	for _, r := range []Route{RouteAuto, RouteMFMA, RouteVALU} {
+		if equalFold(s, r.String()) {
+			return r, nil
+		}
+	}
+	return -1, fmt.Errorf("unknown route %q (valid: auto, mfma, valu)", s)
+}
+
+func equalFold(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
+
+// RopeLayout is a gp_rope_layout.
+type RopeLayout int32
+
+// RoPE layouts.
+const (
+	RopeNeox        RopeLayout = 0 // rotate-half pairs (i, i+d/2)
+	RopeInterleaved RopeLayout = 1 // GPT-J pairs (2i, 2i+1)
+)
+
+func (r RopeLayout) String() string {
+	if r == RopeInterleaved {
+		return "interleaved"
+	}
+	return "neox"
+}
+
+// Launch is a route attestation: what gp_last_launch says ran.
+type Launch struct {
+	Route  Route
+	TileM  int
+	TileN  int
+	TileK  int
+	SplitK int
+	Kernel string
+}
+
+func (l Launch) String() string {
+	s := l.Kernel
+	if l.Route != RouteAuto {
+		s += " route=" + l.Route.String()
+	}
+	if l.TileM+l.TileN+l.TileK > 0 {
+		s += fmt.Sprintf(" tile=%dx%dx%d", l.TileM, l.TileN, l.TileK)
+	}
+	if l.SplitK > 1 {
+		s += fmt.Sprintf(" splitk=%d", l.SplitK)
+	}
+	return s
+}
+
+// attest reads gp_last_launch; callers hold l.mu.
+func (l *Lib) attest() (Launch, error) {
+	var r, tm, tn, tk, sk int32
+	name := make([]byte, 64)
+	if err := l.check("gp_last_launch", l.lastLaunch(&r, &tm, &tn, &tk, &sk, &name[0], int32(len(name)))); err != nil {
+		return Launch{}, err
+	}
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return Launch{Route: Route(r), TileM: int(tm), TileN: int(tn), TileK: int(tk), SplitK: int(sk), Kernel: string(name)}, nil
+}
+
+// call runs one sub-stage entry point under the lock and returns its
+// attestation.
+func (l *Lib) call(fn string, f func() int32) (Launch, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.check(fn, f()); err != nil {
+		return Launch{}, err
+	}
+	return l.attest()
+}
+
+// RMSNorm calls gp_rmsnorm.
+func (l *Lib) RMSNorm(dt int32, x, w, y uintptr, rows, dim int, eps float32) (Launch, error) {
+	return l.call("gp_rmsnorm", func() int32 { return l.rmsnorm(dt, x, w, y, int32(rows), int32(dim), eps) })
+}
+
+// Linear calls gp_linear: y[M,N] = x[M,K]·W[N,K]ᵀ (+ bias; bias may be 0).
+func (l *Lib) Linear(dt int32, route Route, x, w, bias, y uintptr, m, n, k int) (Launch, error) {
+	return l.call("gp_linear", func() int32 {
+		return l.linear(dt, int32(route), x, w, bias, y, int32(m), int32(n), int32(k))
+	})
+}
+
+// Rope calls gp_rope.
+func (l *Lib) Rope(dt int32, layout RopeLayout, x, y, pos uintptr, rows, nHeads, headDim int, theta float32) (Launch, error) {
+	return l.call("gp_rope", func() int32 {
+		return l.rope(dt, int32(layout), x, y, pos, int32(rows), int32(nHeads), int32(headDim), theta)
+	})
+}
+
+// KVAppend calls gp_kv_append.
+func (l *Lib) KVAppend(dt int32, k, v, kCache, vCache uintptr, rows, kvWidth, slot, capacity int) (Launch, error) {
+	return l.call("gp_kv_append", func() int32 {
+		return l.kvAppend(dt, k, v, kCache, vCache, int32(rows), int32(kvWidth), int32(slot), int32(capacity))
+	})
+}
+
+// AttnScores calls gp_attn_scores.
+func (l *Lib) AttnScores(dt int32, q, kCache, scores uintptr, nQ, nKV, nHeads, nKVHeads, headDim, qPos0 int, scale float32, causal bool) (Launch, error) {
+	c := int32(0)
+	if causal {
+		c = 1
+	}
+	return l.call("gp_attn_scores", func() int32 {
+		return l.attnScores(dt, q, kCache, scores, int32(nQ), int32(nKV), int32(nHeads), int32(nKVHeads), int32(headDim), int32(qPos0), scale, c)
+	})
+}
+
+// Softmax calls gp_softmax.
+func (l *Lib) Softmax(scores, probs uintptr, nHeads, nQ, nKV int) (Launch, error) {
+	return l.call("gp_softmax", func() int32 { return l.softmax(scores, probs, int32(nHeads), int32(nQ), int32(nKV)) })
+}
+
+// AttnPV calls gp_attn_pv.
+func (l *Lib) AttnPV(dt int32, probs, vCache, out uintptr, nQ, nKV, nHeads, nKVHeads, headDim int) (Launch, error) {
+	return l.call("gp_attn_pv", func() int32 {
+		return l.attnPV(dt, probs, vCache, out, int32(nQ), int32(nKV), int32(nHeads), int32(nKVHeads), int32(headDim))
+	})
+}
+
+// SetFault selects a named fault ("" or "none" clears it).
+func (l *Lib) SetFault(name string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.check("gp_set_fault", l.setFault(name))
+}
+
+// ActiveFault returns the active fault's name, "none" if none.
+func (l *Lib) ActiveFault() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.activeFault()
+}
+
+// Faults lists the fault names the library implements.
+func (l *Lib) Faults() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.faultCount()
+	out := make([]string, 0, n)
+	for i := int32(0); i < n; i++ {
+		out = append(out, l.faultName(i))
+	}
+	return out
+}

@@ -1,0 +1,115 @@
+package harness
+
+import (
+	"math"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/gretacore/parity/internal/dtype"
+	"github.com/gretacore/parity/internal/model"
+)
+
+// Weights are one model's attention-block parameters, every value exactly
+// representable in the storage dtype. W is [N, K] row-major.
+type Weights struct {
+	NormW      []float64 // [hidden]
+	Wq, Wk, Wv []float64 // [qdim|kvdim, hidden]
+	Wo         []float64 // [hidden, qdim]
+	Bq, Bk, Bv []float64 // nil without QKV bias
+}
+
+// Inputs are a case's weights and token activations x [P, hidden].
+type Inputs struct {
+	W *Weights
+	X []float64
+}
+
+type weightKey struct {
+	model string
+	dt    dtype.Dtype
+	dist  Dist
+	seed  uint64
+}
+
+// weightCache keeps the last weights drawn: table cases iterate S and
+// routes for one (model, dtype), and real-model weights are large.
+var weightCache struct {
+	sync.Mutex
+	key weightKey
+	w   *Weights
+}
+
+// gen draws values of a distribution, rounded to the storage dtype.
+type gen struct {
+	r    *rand.Rand
+	dt   dtype.Dtype
+	dist Dist
+}
+
+func (g gen) fill(n int, scale float64) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		v := g.r.NormFloat64()
+		if g.dist == DistPositive {
+			v = math.Abs(v)
+		}
+		out[i] = g.dt.Round(v * scale)
+	}
+	return out
+}
+
+// NewInputs draws the case's inputs deterministically from its seed:
+// weights from (model, dtype, dist, seed), activations from (seed, P).
+func NewInputs(c Case) *Inputs {
+	m := c.Model
+	key := weightKey{m.Name, c.Dtype, c.Dist, c.Seed}
+	weightCache.Lock()
+	w := weightCache.w
+	if weightCache.key != key || w == nil {
+		w = newWeights(m, c.Dtype, c.Dist, c.Seed)
+		weightCache.key, weightCache.w = key, w
+	}
+	weightCache.Unlock()
+
+	g := gen{rand.New(rand.NewPCG(c.Seed, uint64(c.P())<<32|0x5eed)), c.Dtype, c.Dist}
+	x := g.fill(c.P()*m.Hidden, 1)
+	if c.Dist == DistOutliers {
+		// A few hidden channels 100x larger in every token, as in real
+		// LLM activations; channel choice is part of the seed.
+		for k := 0; k < 3; k++ {
+			ch := g.r.IntN(m.Hidden)
+			for t := 0; t < c.P(); t++ {
+				x[t*m.Hidden+ch] = c.Dtype.Round(x[t*m.Hidden+ch] * 100)
+			}
+		}
+	}
+	return &Inputs{W: w, X: x}
+}
+
+func newWeights(m model.Shape, dt dtype.Dtype, dist Dist, seed uint64) *Weights {
+	g := gen{rand.New(rand.NewPCG(seed, 0x77e1647)), dt, dist}
+	h, qd, kvd := m.Hidden, m.QDim(), m.KVDim()
+	w := &Weights{}
+	// RMSNorm weight near 1 (never zero-centred: that would hide scaling).
+	w.NormW = make([]float64, h)
+	for i := range w.NormW {
+		w.NormW[i] = dt.Round(1 + 0.1*g.r.NormFloat64())
+	}
+	// 1/sqrt(K) keeps projection outputs O(1) for O(1) inputs.
+	qkScale := 1.0
+	if dist == DistLargeQK {
+		// |q|,|k| ~ 128 per element: scores ~ 128²·√d·scale ≈ 1.6e4, near
+		// the f16 range and far past expf's overflow at 88.
+		qkScale = 128
+	}
+	w.Wq = g.fill(qd*h, qkScale/math.Sqrt(float64(h)))
+	w.Wk = g.fill(kvd*h, qkScale/math.Sqrt(float64(h)))
+	w.Wv = g.fill(kvd*h, 1/math.Sqrt(float64(h)))
+	w.Wo = g.fill(h*qd, 1/math.Sqrt(float64(qd)))
+	if m.QKVBias {
+		w.Bq = g.fill(qd, 0.5*qkScale)
+		w.Bk = g.fill(kvd, 0.5*qkScale)
+		w.Bv = g.fill(kvd, 0.5)
+	}
+	return w
+}

@@ -1,0 +1,106 @@
+package harness
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/gretacore/parity/internal/stage"
+)
+
+// Verdict is a stage result's one-word verdict: "ok", "DIVERGES" (fails,
+// and fails in isolation too, or is the first chained failure), "carried"
+// (fails chained only: it carries an upstream difference).
+func (r *Result) Verdict(s *StageResult) string {
+	switch {
+	case s.OK():
+		return "ok"
+	case r.Carried(s):
+		return "carried"
+	}
+	return "DIVERGES"
+}
+
+func num(v float64) string {
+	switch {
+	case math.IsInf(v, 1):
+		return "inf"
+	case math.IsNaN(v):
+		return "NaN"
+	case v == 0:
+		return "0"
+	}
+	return fmt.Sprintf("%.3e", v)
+}
+
+// Routes describes which kernels ran for the projections (route
+// attestation), prefill and decode.
+func (r *Result) Routes() string {
+	var b strings.Builder
+	for _, st := range []stage.Stage{stage.QProj, stage.KProj, stage.VProj, stage.AttnOut} {
+		fmt.Fprintf(&b, "  %-8s prefill: %-40s decode: %s\n", st, r.Prefill[st], r.Decode[st])
+	}
+	return b.String()
+}
+
+// Table renders the per-stage table in the field report's style: one row
+// per (step, mode, stage), with the margin (largest |Δ|/tolerance) so the
+// slack of a passing stage is visible too.
+func (r *Result) Table() string {
+	var b strings.Builder
+	b.WriteString("| step | mode | stage | MAE | max|Δ| | rel L2 | margin | bitwise | ref margin d/p | FA ratio | verdict |\n")
+	b.WriteString("|---|---|---|---:|---:|---:|---:|---|---:|---:|---|\n")
+	for i := range r.Stages {
+		s := &r.Stages[i]
+		v := r.Verdict(s)
+		if !s.OK() {
+			v += " (" + joinChecks(s.Fails) + ")"
+		}
+		fmt.Fprintf(&b, "| decode%d | %s | %s | %s | %s | %s | %s | %v | %s / %s | %s | %s |\n",
+			s.Step, s.Mode, s.Stage, num(s.MAE), num(s.MaxAbs), num(s.RelL2), num(s.Margin), s.Bitwise,
+			num(s.RefMarginD), num(s.RefMarginP), num(s.FARatio), v)
+	}
+	return b.String()
+}
+
+func joinChecks(cs []Check) string {
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ",")
+}
+
+// Summary is the failure report's head: the case, backend, fault, first
+// divergence and isolated blame, the routes that ran, integrity notes.
+func (r *Result) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "case %s  backend=%q  fault=%s  bitwise=%v\n", r.Case.Name(), r.Backend, r.Fault, r.Case.RequireBitwise())
+	if f := r.FirstDivergence(); f != nil {
+		fmt.Fprintf(&b, "first divergence (chained): %s at decode%d (%s)\n", f.Stage, f.Step, joinChecks(f.Fails))
+	} else {
+		b.WriteString("first divergence (chained): none\n")
+	}
+	iso := r.IsolatedFailures()
+	names := make([]string, len(iso))
+	for i, s := range iso {
+		names[i] = s.String()
+	}
+	fmt.Fprintf(&b, "fails in isolation: [%s]\n", strings.Join(names, " "))
+	b.WriteString("routes (attested):\n")
+	b.WriteString(r.Routes())
+	for _, is := range r.Issues {
+		fmt.Fprintf(&b, "integrity: %s\n", is)
+	}
+	return b.String()
+}
+
+// WorstMargins returns, per stage, the largest pair margin over steps and
+// modes: the slack report of a passing run.
+func (r *Result) WorstMargins() [stage.Count]float64 {
+	var m [stage.Count]float64
+	for _, s := range r.Stages {
+		m[s.Stage] = math.Max(m[s.Stage], s.Margin)
+	}
+	return m
+}

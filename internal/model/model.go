@@ -1,0 +1,110 @@
+// Package model loads the attention-block shapes of real models from
+// fixtures/models/*.json, the one home of the shape table.
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/gretacore/parity/internal/gpapi"
+)
+
+// Shape is one model's attention block.
+type Shape struct {
+	Name       string  `json:"name"`
+	Source     string  `json:"source"`
+	Hidden     int     `json:"hidden"`
+	NHeads     int     `json:"n_heads"`
+	NKVHeads   int     `json:"n_kv_heads"`
+	HeadDim    int     `json:"head_dim"`
+	RopeTheta  float64 `json:"rope_theta"`
+	RopeLayout string  `json:"rope_layout"` // "neox" or "interleaved"
+	QKVBias    bool    `json:"qkv_bias"`
+	RMSEps     float64 `json:"rms_eps"`
+}
+
+// QDim is n_heads·head_dim, the width of q.
+func (s Shape) QDim() int { return s.NHeads * s.HeadDim }
+
+// KVDim is n_kv_heads·head_dim, the width of k, v and a cache row.
+func (s Shape) KVDim() int { return s.NKVHeads * s.HeadDim }
+
+// Layout returns the RoPE layout as the ABI enum.
+func (s Shape) Layout() gpapi.RopeLayout {
+	if s.RopeLayout == "interleaved" {
+		return gpapi.RopeInterleaved
+	}
+	return gpapi.RopeNeox
+}
+
+// Validate reports the first field that makes the shape unusable.
+func (s Shape) Validate() error {
+	switch {
+	case s.Name == "":
+		return fmt.Errorf("name is empty")
+	case s.Hidden <= 0:
+		return fmt.Errorf("hidden=%d must be > 0", s.Hidden)
+	case s.NHeads <= 0:
+		return fmt.Errorf("n_heads=%d must be > 0", s.NHeads)
+	case s.NKVHeads <= 0 || s.NHeads%s.NKVHeads != 0:
+		return fmt.Errorf("n_kv_heads=%d must divide n_heads=%d", s.NKVHeads, s.NHeads)
+	case s.HeadDim <= 0 || s.HeadDim%8 != 0 || s.HeadDim > 256:
+		return fmt.Errorf("head_dim=%d must be a multiple of 8 in [8, 256]", s.HeadDim)
+	case !(s.RopeTheta > 0) || math.IsInf(s.RopeTheta, 0):
+		return fmt.Errorf("rope_theta=%v must be > 0 and finite", s.RopeTheta)
+	case s.RopeLayout != "neox" && s.RopeLayout != "interleaved":
+		return fmt.Errorf("rope_layout=%q must be \"neox\" or \"interleaved\"", s.RopeLayout)
+	case !(s.RMSEps >= 0) || math.IsInf(s.RMSEps, 0):
+		return fmt.Errorf("rms_eps=%v must be >= 0 and finite", s.RMSEps)
+	}
+	return nil
+}
+
+// Parse decodes one shape, rejecting unknown fields, and validates it.
+func Parse(data []byte) (Shape, error) {
+	var s Shape
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return Shape{}, err
+	}
+	if err := s.Validate(); err != nil {
+		return Shape{}, err
+	}
+	return s, nil
+}
+
+// LoadDir loads every *.json in dir, sorted by name. An error names the
+// file.
+func LoadDir(dir string) ([]Shape, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no model fixtures (*.json) in %s", dir)
+	}
+	var out []Shape
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		s, err := Parse(data)
+		if err != nil {
+			return nil, fmt.Errorf("model fixture %s: %w", f, err)
+		}
+		if want := strings.TrimSuffix(filepath.Base(f), ".json"); s.Name != want {
+			return nil, fmt.Errorf("model fixture %s: name %q does not match the file name", f, s.Name)
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
