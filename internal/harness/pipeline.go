@@ -58,7 +58,7 @@ type Trace struct {
 // dims of a case, and the f32 arguments exactly as the kernels receive them.
 type dims struct {
 	h, qd, kvd, nh, nkv, hd, P, C int
-	eps, theta, scale         float32
+	eps, theta, scale             float32
 }
 
 func caseDims(c Case) dims {
