@@ -1,0 +1,116 @@
+/*
+ * gp_common.h: the layer every backend of greta_parity.h shares (the CPU
+ * library built by gcc, the HIP library built by nvcc -x cu and by hipcc):
+ * process-wide error / attestation / fault state, the split-K and route
+ * policies, and one argument check per entry point so that every backend
+ * rejects the same calls with the same status and the same message.
+ *
+ * gp_common.c compiles as C11 and as C++. The check functions only look at
+ * scalars and pointer values, never dereference device pointers.
+ */
+#ifndef GP_COMMON_H
+#define GP_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "greta_parity.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define GP_PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define GP_PRINTF_LIKE(f, a)
+#endif
+
+/* Capacity of the gp_last_error() message, NUL included. */
+#define GP_ERROR_CAP 512
+
+/* ---- errors and attestation ------------------------------------------ */
+
+/* Formats the message (it should start with the entry point's name, e.g.
+ * "gp_linear: K=0 must be > 0"), stores it for gp_last_error() and returns
+ * status. Use as `return gp_fail(GP_ERR_INVALID_ARG, "...", ...);`. */
+int gp_fail(int status, const char *fmt, ...) GP_PRINTF_LIKE(2, 3);
+/* Returns GP_OK (the last error message stays: it is the last *failing* call). */
+int gp_ok(void);
+/* Records the kernel variant of the call that just succeeded, for
+ * gp_last_launch(). kernel is truncated to GP_KERNEL_NAME_CAP - 1 bytes. */
+void gp_attest(int route, int tile_m, int tile_n, int tile_k, int split_k, const char *kernel);
+
+/* ---- faults ----------------------------------------------------------- */
+
+/* The fault names of greta_parity.h, in the header's order; gp_fault_name(i)
+ * is the name of enum value i. */
+enum gp_fault {
+    GP_FAULT_NONE = -1,
+    GP_FAULT_GEMV_F16_ACC = 0,
+    GP_FAULT_ROPE_WRONG_LAYOUT,
+    GP_FAULT_ROPE_POS_PREV,
+    GP_FAULT_ROPE_POS_ZERO,
+    GP_FAULT_GQA_MODULO,
+    GP_FAULT_KV_SLOT_OFF,
+    GP_FAULT_SCALE_MISSING,
+    GP_FAULT_SCALE_TWICE,
+    GP_FAULT_MASK_OFF_BY_ONE,
+    GP_FAULT_SPLITK_DROP_TAIL,
+    GP_FAULT_SOFTMAX_NO_MAX,
+    GP_FAULT_BIAS_SKIPPED,
+    GP_FAULT_ROUND_TRUNCATE,
+    GP_FAULT_COUNT
+};
+
+/* 1 if fault (a gp_fault) is the active fault, whatever the shape. */
+int gp_fault_is(int fault);
+/* 1 if fault is active AND rows == 1: faults apply to the decode shape only.
+ * rows is the call's row count (M, rows or n_q). */
+int gp_fault_on(int fault, int rows);
+
+/* ---- policies --------------------------------------------------------- */
+
+/* The header's VALU split-K policy: GP_VALU_SPLIT_K if N <=
+ * GP_VALU_SPLIT_MAX_N and K >= GP_VALU_SPLIT_K, else 1. */
+int gp_valu_split_k(int N, int K);
+/* Resolves GP_ROUTE_AUTO: MFMA for M > 1, VALU for M == 1. Other routes are
+ * returned unchanged. */
+int gp_resolve_route(int route, int M);
+
+/* Short names for messages: "f32", "mfma", "neox", ... ("?" if unknown). */
+const char *gp_dtype_name(int dtype);
+const char *gp_route_name(int route);
+const char *gp_layout_name(int layout);
+
+/* ---- argument checks (GP_OK or the gp_fail() status) ------------------ */
+
+int gp_check_device_count(const int *count);
+int gp_check_malloc(void **ptr, size_t bytes);
+/* fn is "gp_memcpy_h2d" or "gp_memcpy_d2h"; bytes == 0 is a valid no-op. */
+int gp_check_memcpy(const char *fn, void *dst, const void *src, size_t bytes);
+
+int gp_check_rmsnorm(int dtype, const void *x, const void *w, void *y, int rows, int dim,
+                     float eps);
+/* bias may be NULL, so it is not an argument here. */
+int gp_check_linear(int dtype, int route, const void *x, const void *w, void *y, int M, int N,
+                    int K);
+int gp_check_rope(int dtype, int layout, const void *x, void *y, const int32_t *pos, int rows,
+                  int n_heads, int head_dim, float theta);
+/* For backends that can read the positions on the host (the CPU backend):
+ * every pos[r] must lie in [0, GP_MAX_SEQ). */
+int gp_check_rope_positions(const int32_t *pos_host, int rows);
+int gp_check_kv_append(int dtype, const void *k, const void *v, void *k_cache, void *v_cache,
+                       int rows, int kv_width, int slot, int capacity);
+int gp_check_attn_scores(int dtype, const void *q, const void *k_cache, const float *scores,
+                         int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim,
+                         int q_pos0, float scale);
+int gp_check_softmax(const float *scores, const float *probs, int n_heads, int n_q, int n_kv);
+int gp_check_attn_pv(int dtype, const float *probs, const void *v_cache, const void *out,
+                     int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* GP_COMMON_H */
