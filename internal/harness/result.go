@@ -17,6 +17,7 @@ type Result struct {
 	// chained step 0).
 	Prefill, Decode [stage.Count]gpapi.Launch
 	Chain           [][stage.Count][]float64 // float64 chain reference, per step
+	Trace           *Trace                   // the rows compared
 }
 
 // Pass reports whether every check of every stage passed.
@@ -124,7 +125,7 @@ func chainReference(c Case, dm dims, in *Inputs) [][stage.Count][]float64 {
 func Evaluate(c Case, in *Inputs, tr *Trace) *Result {
 	dm := caseDims(c)
 	k := &ctx{c: c, dm: dm, in: in}
-	res := &Result{Case: c, Chain: chainReference(c, dm, in)}
+	res := &Result{Case: c, Chain: chainReference(c, dm, in), Trace: tr}
 	if len(tr.Prefill) > 0 {
 		res.Prefill = tr.Prefill[0].Launch
 	}
@@ -201,4 +202,20 @@ func Evaluate(c Case, in *Inputs, tr *Trace) *Result {
 		}
 	}
 	return res
+}
+
+// Rows returns prefill's row and the decode row of a step in a mode, or
+// nils when the trace has none (the trace is kept for artifacts).
+func (r *Result) Rows(step int, mode Path) (pre, dec *Row) {
+	if r.Trace == nil || step >= len(r.Trace.Prefill) {
+		return nil, nil
+	}
+	rows := r.Trace.Chained
+	if mode == Isolated {
+		rows = r.Trace.Isolated
+	}
+	if step >= len(rows) {
+		return nil, nil
+	}
+	return &r.Trace.Prefill[step], &rows[step]
 }

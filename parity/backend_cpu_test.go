@@ -1,0 +1,10 @@
+//go:build !cuda && !rocm
+
+package parity
+
+// The default build tests the CPU implementation of the ABI.
+const (
+	backendKind = "cpu"
+	defaultLib  = "build/libgreta_parity_cpu.so"
+	buildHint   = "make kernels-cpu"
+)

@@ -1,0 +1,116 @@
+package parity
+
+import (
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/gretacore/parity/internal/dtype"
+	"github.com/gretacore/parity/internal/gpapi"
+	"github.com/gretacore/parity/internal/harness"
+	"github.com/gretacore/parity/internal/model"
+	"github.com/gretacore/parity/internal/stage"
+)
+
+// mutation is a shipped fault (gp_set_fault), a case that exposes it, and
+// the stage where the suite must first see it. Faults act on the decode
+// shape only (row count 1), as real decode-path bugs do.
+type mutation struct {
+	fault  string
+	model  string
+	dt     dtype.Dtype
+	s      int
+	dist   harness.Dist
+	bitwis bool
+	first  stage.Stage // first divergence in chained mode
+	why    string      // the real bug it stands for (PRIOR-ART.md part c)
+}
+
+// mutations is the fault table; README.md lists it with the same stages.
+var mutations = []mutation{
+	{"gemv_f16_acc", "tiny", dtype.F32, 9, harness.DistNormal, false, stage.QProj, "fp16 accumulation on the decode GEMV only (ik_llama.cpp #344)"},
+	{"gemv_f16_acc", "llama2-7b", dtype.F16, 2, harness.DistNormal, false, stage.QProj, "the same at a real shape in f16 storage"},
+	{"rope_wrong_layout", "tiny", dtype.F16, 9, harness.DistNormal, false, stage.QRope, "neox vs interleaved RoPE (TinyLlama #24): the field report's q and k far off, v clean"},
+	{"rope_pos_prev", "tiny", dtype.F16, 17, harness.DistNormal, false, stage.QRope, "decode RoPE at position S-2 (offset taken before the cache concat)"},
+	{"rope_pos_zero", "tiny", dtype.BF16, 17, harness.DistNormal, false, stage.QRope, "decode RoPE always at position 0 (mlx-vlm #1983)"},
+	{"gqa_modulo", "tiny", dtype.F16, 9, harness.DistNormal, false, stage.QK, "GQA head mapping h % n_kv instead of h / group"},
+	{"kv_slot_off", "tiny", dtype.F16, 9, harness.DistNormal, false, stage.KVCache, "KV cache written one slot off"},
+	{"scale_missing", "tiny", dtype.F16, 9, harness.DistNormal, false, stage.QK, "softmax scale 1/sqrt(d) missing on decode"},
+	{"scale_twice", "tiny", dtype.F16, 9, harness.DistNormal, false, stage.QK, "softmax scale applied twice on decode"},
+	{"mask_off_by_one", "tiny", dtype.F16, 9, harness.DistNormal, false, stage.QK, "causal mask off by one: decode attends to one key fewer"},
+	{"splitk_drop_tail", "tiny", dtype.F16, 9, harness.DistNormal, false, stage.QProj, "split-K GEMV drops the K tail (K=90, split 4)"},
+	{"softmax_no_max", "tiny", dtype.F16, 9, harness.DistLargeQK, false, stage.Softmax, "softmax without max subtraction, scores near the f16 range"},
+	{"bias_skipped", "tiny-qwen", dtype.F16, 9, harness.DistNormal, false, stage.QProj, "QKV bias skipped on decode (Qwen shapes)"},
+	{"round_truncate", "tiny", dtype.F16, 9, harness.DistNormal, true, stage.QProj, "decode output truncated instead of rounded: one ulp, bitwise mode"},
+}
+
+func modelByName(t *testing.T, name string) model.Shape {
+	t.Helper()
+	for _, m := range loadModels(t) {
+		if m.Name == name {
+			return m
+		}
+	}
+	t.Skipf("model %s not selected by -parity.models", name)
+	return model.Shape{}
+}
+
+// TestMutations proves the suite catches each shipped fault and blames the
+// right stage: with the fault off the case passes (negative control); with
+// it on the case fails, the first chained divergence is the expected stage,
+// and that stage also fails in isolation (it is faulty in its own right).
+func TestMutations(t *testing.T) {
+	lib := openLib(t)
+	if f := os.Getenv("GRETA_FAULT"); f != "" {
+		t.Skipf("GRETA_FAULT=%s is set for the whole run; TestMutations selects faults itself", f)
+	}
+	have := lib.Faults()
+	for _, m := range mutations {
+		name := m.fault + "/" + m.model + "/" + m.dt.String()
+		t.Run(name, func(t *testing.T) {
+			if !slices.Contains(have, m.fault) {
+				t.Fatalf("library %s does not implement fault %q (it has %v)", lib.Backend, m.fault, have)
+			}
+			c := harness.Case{Model: modelByName(t, m.model), S: m.s, Steps: 1, Dtype: m.dt,
+				Route: gpapi.RouteAuto, Dist: m.dist, Seed: 7, Bitwise: m.bitwis}
+			mustSetFault(t, lib, "")
+			ctrl, err := runCase(t, lib, c)
+			if err != nil {
+				t.Fatalf("negative control: %v\nrerun: %s", err, rerunCommand(t))
+			}
+			if !ctrl.Pass() {
+				t.Fatalf("negative control (no fault) fails:\n%s\n%s\nrerun: %s", ctrl.Summary(), ctrl.Table(), rerunCommand(t))
+			}
+			mustSetFault(t, lib, m.fault)
+			defer mustSetFault(t, lib, "")
+			res, err := runCase(t, lib, c)
+			if err != nil {
+				t.Fatalf("fault %s: %v\nrerun: %s", m.fault, err, rerunCommand(t))
+			}
+			if res.Fault != m.fault {
+				t.Errorf("the report says fault %q is active, want %q", res.Fault, m.fault)
+			}
+			first := res.FirstDivergence()
+			switch {
+			case res.Pass():
+				t.Errorf("fault %s (%s) was NOT caught\n%s\n%s\nrerun: %s", m.fault, m.why, res.Summary(), res.Table(), rerunCommand(t))
+			case first == nil || first.Stage != m.first:
+				t.Errorf("fault %s: first divergence %v, want %v\n%s\n%s\nrerun: %s", m.fault, first, m.first, res.Summary(), res.Table(), rerunCommand(t))
+			case !slices.Contains(res.IsolatedFailures(), m.first):
+				t.Errorf("fault %s: %v does not fail in isolation (%v)\n%s\n%s\nrerun: %s", m.fault, m.first, res.IsolatedFailures(), res.Summary(), res.Table(), rerunCommand(t))
+			default:
+				t.Logf("caught %s: first divergence %s at decode%d (%v), isolated %v", m.fault, first.Stage, first.Step, first.Fails, res.IsolatedFailures())
+			}
+		})
+	}
+}
+
+func mustSetFault(t *testing.T, lib *gpapi.Lib, f string) {
+	t.Helper()
+	if err := lib.SetFault(f); err != nil {
+		t.Fatal(err)
+	}
+	if want := f; want != "" && lib.ActiveFault() != want {
+		t.Fatalf("gp_active_fault() = %q after gp_set_fault(%q)", lib.ActiveFault(), f)
+	}
+}
