@@ -23,3 +23,6 @@ var (
 		"comma-separated model fixture names to run (default: all)")
 	flagSeed = flag.Uint64("parity.seed", 1, "seed of the table-driven cases' inputs")
 )
+
+var flagSoak = flag.Duration("parity.soak", 0,
+	"keep drawing random cases (the property generator) for this long and report cases run and failures; 0 = off")
