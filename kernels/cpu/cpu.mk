@@ -1,3 +1,57 @@
-# CPU backend of the kernel ABI (placeholder; see kernels/cpu).
-.PHONY: kernels-cpu
+# CPU backend of the kernel ABI (kernels/include/greta_parity.h), its
+# sanitizer build, and the C self-test (kernels/tests/abi_selftest.c), which
+# dlopens a library and drives it only through the ABI.
+#
+#   make kernels-cpu       $(CPU_LIB)
+#   make kernels-cpu-asan  $(CPU_ASAN_LIB) (ASan + UBSan, -O1)
+#   make test-c            self-test against $(CPU_LIB)
+#   make test-c-asan       self-test (itself sanitized) against $(CPU_ASAN_LIB)
+#
+# The self-test runs against any backend: $(ABI_SELFTEST) path/to/lib.so
+.PHONY: kernels-cpu kernels-cpu-asan test-c test-c-asan
+
+CPU_CC ?= gcc
+CPU_ASAN_LIB := $(BUILD)/libgreta_parity_cpu_asan.so
+ABI_SELFTEST := $(BUILD)/abi_selftest
+ABI_SELFTEST_ASAN := $(BUILD)/abi_selftest_asan
+
+CPU_SRCS := $(sort $(wildcard kernels/cpu/*.c)) kernels/common/gp_common.c
+CPU_HDRS := kernels/include/greta_parity.h $(wildcard kernels/common/*.h) \
+	$(wildcard kernels/cpu/*.h)
+CPU_WARN := -Wall -Wextra -Werror
+CPU_INC := -Ikernels/include -Ikernels/common
+# -ffp-contract=off: the code's fmaf calls are the only fused operations, so
+# the reduction order is exactly what the source says.
+CPU_CFLAGS := -std=c11 -O2 -fPIC -shared -ffp-contract=off $(CPU_WARN) $(CPU_INC)
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+CPU_ASAN_CFLAGS := -std=c11 -O1 -g -fPIC -shared -ffp-contract=off $(SAN_FLAGS) \
+	$(CPU_WARN) $(CPU_INC)
+SELFTEST_CFLAGS := -std=c11 -O2 -g $(CPU_WARN) $(CPU_INC)
+SELFTEST_DEPS := kernels/tests/abi_selftest.c kernels/include/greta_parity.h \
+	kernels/common/gp_half.h
+
 kernels-cpu: $(CPU_LIB)
+
+kernels-cpu-asan: $(CPU_ASAN_LIB)
+
+$(CPU_LIB): $(CPU_SRCS) $(CPU_HDRS) kernels/cpu/cpu.mk | $(BUILD)
+	$(CPU_CC) $(CPU_CFLAGS) -o $@ $(CPU_SRCS) -lm
+
+$(CPU_ASAN_LIB): $(CPU_SRCS) $(CPU_HDRS) kernels/cpu/cpu.mk | $(BUILD)
+	$(CPU_CC) $(CPU_ASAN_CFLAGS) -o $@ $(CPU_SRCS) -lm
+
+$(ABI_SELFTEST): $(SELFTEST_DEPS) kernels/cpu/cpu.mk | $(BUILD)
+	$(CPU_CC) $(SELFTEST_CFLAGS) -o $@ kernels/tests/abi_selftest.c -ldl -lm
+
+# The sanitized self-test loads the sanitizer runtimes itself, so the
+# sanitized library can be dlopened without LD_PRELOAD.
+$(ABI_SELFTEST_ASAN): $(SELFTEST_DEPS) kernels/cpu/cpu.mk | $(BUILD)
+	$(CPU_CC) $(SELFTEST_CFLAGS) $(SAN_FLAGS) -o $@ kernels/tests/abi_selftest.c -ldl -lm
+
+test-c: $(ABI_SELFTEST) $(CPU_LIB)
+	$(ABI_SELFTEST) $(CPU_LIB)
+
+test-c-asan: $(ABI_SELFTEST_ASAN) $(CPU_ASAN_LIB)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(ABI_SELFTEST_ASAN) $(CPU_ASAN_LIB)

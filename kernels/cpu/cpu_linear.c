@@ -1,0 +1,144 @@
+/*
+ * cpu_linear.c: gp_linear, y[M,N] = x[M,K] * W[N,K]^T (+ bias), on the two
+ * routes of the header, each emulating the reduction order of its GPU
+ * counterpart in f32 (fmaf, no contraction: built with -ffp-contract=off).
+ *
+ *  MFMA: per output, K tiles of GP_CPU_MFMA_TILE_K elements; each tile's
+ *        partial is an in-order fmaf chain from 0, the tile partials are
+ *        added to the accumulator tile by tile.
+ *  VALU: per output, GP_CPU_LANES lanes; lane l of a split takes k = begin +
+ *        l, begin + l + 64, ...; the lanes reduce as a butterfly tree
+ *        (lane[l] += lane[l + off] for off = 32, 16, ..., 1); split partials
+ *        (gp_valu_split_k) are summed in order s = 0, 1, ...
+ *
+ * Each output row depends only on its own x row, so both routes are batch
+ * invariant: row m of an M-row call equals the M=1 call on that row.
+ */
+#include <stdlib.h>
+
+#include "cpu_internal.h"
+
+#define GP_CPU_MFMA_TILE_M 16
+#define GP_CPU_MFMA_TILE_N 16
+#define GP_CPU_MFMA_TILE_K 32
+#define GP_CPU_LANES 64
+
+static float f16_acc(float v) { return gp_f16_to_f32(gp_f32_to_f16_rn(v)); }
+
+static float dot_mfma(const float *x, const float *w, int K) {
+    float acc = 0.0f;
+    int k0, k;
+    for (k0 = 0; k0 < K; k0 += GP_CPU_MFMA_TILE_K) {
+        int k1 = k0 + GP_CPU_MFMA_TILE_K < K ? k0 + GP_CPU_MFMA_TILE_K : K;
+        float partial = 0.0f;
+        for (k = k0; k < k1; k++) {
+            partial = fmaf(x[k], w[k], partial);
+        }
+        acc += partial;
+    }
+    return acc;
+}
+
+/* One split [begin, end) of the lane-strided GEMV, reduced to lane 0. */
+static float dot_valu_split(const float *x, const float *w, int begin, int end, int f16) {
+    float lane[GP_CPU_LANES];
+    int l, k, off;
+    for (l = 0; l < GP_CPU_LANES; l++) {
+        lane[l] = 0.0f;
+    }
+    for (k = begin; k < end; k++) {
+        l = (k - begin) % GP_CPU_LANES;
+        lane[l] = fmaf(x[k], w[k], lane[l]);
+        if (f16) {
+            lane[l] = f16_acc(lane[l]);
+        }
+    }
+    for (off = GP_CPU_LANES / 2; off >= 1; off /= 2) {
+        for (l = 0; l < off; l++) {
+            lane[l] += lane[l + off];
+            if (f16) {
+                lane[l] = f16_acc(lane[l]);
+            }
+        }
+    }
+    return lane[0];
+}
+
+static float dot_valu(const float *x, const float *w, int K, int split_k, int f16, int drop_tail) {
+    int chunk = K / split_k;
+    float acc = 0.0f;
+    int s;
+    for (s = 0; s < split_k; s++) {
+        int begin = s * chunk;
+        int end = (s + 1) * chunk;
+        if (s == split_k - 1 && !drop_tail) {
+            end = K; /* the last split takes the K % split_k tail */
+        }
+        acc += dot_valu_split(x, w, begin, end, f16);
+        if (f16) {
+            acc = f16_acc(acc);
+        }
+    }
+    return acc;
+}
+
+int gp_linear(int dtype, int route, const void *x, const void *w, const void *bias, void *y,
+              int M, int N, int K) {
+    static const char fn[] = "gp_linear";
+    int ran, split_k = 1, m, n;
+    int f16_acc_fault, drop_tail, bias_on, rz;
+    float *xf, *wf, *bf = NULL;
+    int rc = gp_check_linear(dtype, route, x, w, y, M, N, K);
+    if (rc != GP_OK) {
+        return rc;
+    }
+    ran = gp_resolve_route(route, M);
+    if (ran == GP_ROUTE_VALU) {
+        split_k = gp_valu_split_k(N, K);
+    }
+    f16_acc_fault = ran == GP_ROUTE_VALU && gp_fault_on(GP_FAULT_GEMV_F16_ACC, M);
+    drop_tail = ran == GP_ROUTE_VALU && gp_fault_on(GP_FAULT_SPLITK_DROP_TAIL, M);
+    bias_on = bias != NULL && !gp_fault_on(GP_FAULT_BIAS_SKIPPED, M);
+    rz = dtype != GP_DTYPE_F32 && gp_fault_on(GP_FAULT_ROUND_TRUNCATE, M);
+
+    xf = gp_cpu_to_f32(fn, dtype, x, (size_t)M * (size_t)K);
+    wf = gp_cpu_to_f32(fn, dtype, w, (size_t)N * (size_t)K);
+    if (bias_on) {
+        bf = gp_cpu_to_f32(fn, dtype, bias, (size_t)N);
+    }
+    if (xf == NULL || wf == NULL || (bias_on && bf == NULL)) {
+        free(xf);
+        free(wf);
+        free(bf);
+        return GP_ERR_OUT_OF_MEMORY;
+    }
+
+    for (m = 0; m < M; m++) {
+        const float *xr = xf + (size_t)m * (size_t)K;
+        for (n = 0; n < N; n++) {
+            const float *wr = wf + (size_t)n * (size_t)K;
+            float acc;
+            if (ran == GP_ROUTE_MFMA) {
+                acc = dot_mfma(xr, wr, K);
+            } else {
+                acc = dot_valu(xr, wr, K, split_k, f16_acc_fault, drop_tail);
+            }
+            if (bias_on) {
+                acc += bf[n];
+            }
+            gp_store(dtype, y, (size_t)m * (size_t)N + (size_t)n, acc, rz);
+        }
+    }
+    free(xf);
+    free(wf);
+    free(bf);
+
+    if (ran == GP_ROUTE_MFMA) {
+        gp_attest(GP_ROUTE_MFMA, GP_CPU_MFMA_TILE_M, GP_CPU_MFMA_TILE_N, GP_CPU_MFMA_TILE_K, 1,
+                  "cpu_gemm_blocked_k32");
+    } else {
+        gp_attest(GP_ROUTE_VALU, 0, 0, 0, split_k,
+                  split_k > 1 ? "cpu_gemv_lane64_splitk4" : "cpu_gemv_lane64");
+    }
+    return gp_ok();
+}
