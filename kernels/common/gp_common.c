@@ -26,9 +26,9 @@ static char g_launch_kernel[GP_KERNEL_NAME_CAP];
 static int g_fault = GP_FAULT_NONE;
 
 static const char *const g_fault_names[GP_FAULT_COUNT] = {
-    "gemv_f16_acc",    "rope_wrong_layout", "rope_pos_prev",  "rope_pos_zero",  "gqa_modulo",
-    "kv_slot_off",     "scale_missing",     "scale_twice",    "mask_off_by_one", "splitk_drop_tail",
-    "softmax_no_max",  "bias_skipped",      "round_truncate",
+    "gemv_f16_acc",   "rope_wrong_layout", "rope_pos_prev",  "rope_pos_zero",   "gqa_modulo",
+    "kv_slot_off",    "scale_missing",     "scale_twice",    "mask_off_by_one", "splitk_drop_tail",
+    "softmax_no_max", "bias_skipped",      "round_truncate",
 };
 
 /* ---- identity and errors --------------------------------------------- */
@@ -137,8 +137,7 @@ int gp_set_fault(const char *name) {
             return GP_OK;
         }
     }
-    return gp_fail(GP_ERR_UNKNOWN_FAULT, "gp_set_fault: name=\"%.64s\" is not a known fault",
-                   name);
+    return gp_fail(GP_ERR_UNKNOWN_FAULT, "gp_set_fault: name=\"%.64s\" is not a known fault", name);
 }
 
 const char *gp_active_fault(void) {
@@ -221,8 +220,8 @@ const char *gp_layout_name(int layout) {
 
 static int check_dtype(const char *fn, int dtype) {
     if (dtype != GP_DTYPE_F32 && dtype != GP_DTYPE_F16 && dtype != GP_DTYPE_BF16) {
-        return gp_fail(GP_ERR_INVALID_ARG,
-                       "%s: dtype=%d is not a gp_dtype (0=f32, 1=f16, 2=bf16)", fn, dtype);
+        return gp_fail(GP_ERR_INVALID_ARG, "%s: dtype=%d is not a gp_dtype (0=f32, 1=f16, 2=bf16)",
+                       fn, dtype);
     }
     return GP_OK;
 }
@@ -243,8 +242,8 @@ static int check_product(const char *fn, const char *a_name, int a, const char *
                          int max) {
     long long p = (long long)a * (long long)b;
     if (p > max) {
-        return gp_fail(GP_ERR_INVALID_ARG, "%s: %s*%s=%d*%d=%lld must be <= %d", fn, a_name,
-                       b_name, a, b, p, max);
+        return gp_fail(GP_ERR_INVALID_ARG, "%s: %s*%s=%d*%d=%lld must be <= %d", fn, a_name, b_name,
+                       a, b, p, max);
     }
     return GP_OK;
 }
@@ -268,12 +267,11 @@ static int check_heads(const char *fn, int n_heads, int n_kv_heads, int head_dim
         return rc;
     }
     if (head_dim % 8 != 0) {
-        return gp_fail(GP_ERR_INVALID_ARG, "%s: head_dim=%d must be a multiple of 8", fn,
-                       head_dim);
+        return gp_fail(GP_ERR_INVALID_ARG, "%s: head_dim=%d must be a multiple of 8", fn, head_dim);
     }
     if (n_heads % n_kv_heads != 0) {
-        return gp_fail(GP_ERR_INVALID_ARG, "%s: n_heads=%d must be a multiple of n_kv_heads=%d",
-                       fn, n_heads, n_kv_heads);
+        return gp_fail(GP_ERR_INVALID_ARG, "%s: n_heads=%d must be a multiple of n_kv_heads=%d", fn,
+                       n_heads, n_kv_heads);
     }
     return check_product(fn, "n_heads", n_heads, "head_dim", head_dim, GP_MAX_DIM);
 }
@@ -368,8 +366,7 @@ int gp_check_rope(int dtype, int layout, const void *x, void *y, const int32_t *
     }
     if (layout != GP_ROPE_NEOX && layout != GP_ROPE_INTERLEAVED) {
         return gp_fail(GP_ERR_INVALID_ARG,
-                       "%s: layout=%d is not a gp_rope_layout (0=neox, 1=interleaved)", fn,
-                       layout);
+                       "%s: layout=%d is not a gp_rope_layout (0=neox, 1=interleaved)", fn, layout);
     }
     if ((rc = check_range(fn, "rows", rows, GP_MAX_SEQ)) != GP_OK) {
         return rc;
@@ -446,8 +443,8 @@ int gp_check_kv_append(int dtype, const void *k, const void *v, void *k_cache, v
 }
 
 int gp_check_attn_scores(int dtype, const void *q, const void *k_cache, const float *scores,
-                         int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim,
-                         int q_pos0, float scale) {
+                         int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim, int q_pos0,
+                         float scale) {
     static const char fn[] = "gp_attn_scores";
     int rc;
     if ((rc = check_dtype(fn, dtype)) != GP_OK) {
@@ -499,8 +496,8 @@ int gp_check_softmax(const float *scores, const float *probs, int n_heads, int n
     return check_ptr(fn, "probs", probs);
 }
 
-int gp_check_attn_pv(int dtype, const float *probs, const void *v_cache, const void *out,
-                     int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim) {
+int gp_check_attn_pv(int dtype, const float *probs, const void *v_cache, const void *out, int n_q,
+                     int n_kv, int n_heads, int n_kv_heads, int head_dim) {
     static const char fn[] = "gp_attn_pv";
     int rc;
     if ((rc = check_dtype(fn, dtype)) != GP_OK) {

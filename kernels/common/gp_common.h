@@ -103,11 +103,11 @@ int gp_check_rope_positions(const int32_t *pos_host, int rows);
 int gp_check_kv_append(int dtype, const void *k, const void *v, void *k_cache, void *v_cache,
                        int rows, int kv_width, int slot, int capacity);
 int gp_check_attn_scores(int dtype, const void *q, const void *k_cache, const float *scores,
-                         int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim,
-                         int q_pos0, float scale);
+                         int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim, int q_pos0,
+                         float scale);
 int gp_check_softmax(const float *scores, const float *probs, int n_heads, int n_q, int n_kv);
-int gp_check_attn_pv(int dtype, const float *probs, const void *v_cache, const void *out,
-                     int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim);
+int gp_check_attn_pv(int dtype, const float *probs, const void *v_cache, const void *out, int n_q,
+                     int n_kv, int n_heads, int n_kv_heads, int head_dim);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -42,9 +42,7 @@ static inline int gp_is_finite_f32(float f) {
     return (gp_f32_bits(f) & 0x7f800000u) != 0x7f800000u;
 }
 
-static inline int gp_is_nan_f32(float f) {
-    return (gp_f32_bits(f) & 0x7fffffffu) > 0x7f800000u;
-}
+static inline int gp_is_nan_f32(float f) { return (gp_f32_bits(f) & 0x7fffffffu) > 0x7f800000u; }
 
 /* ---- f16 ------------------------------------------------------------- */
 

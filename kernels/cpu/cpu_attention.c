@@ -21,9 +21,8 @@ static int kv_head(int h, int n_heads, int n_kv_heads, int n_q) {
     return h / (n_heads / n_kv_heads);
 }
 
-int gp_attn_scores(int dtype, const void *q, const void *k_cache, float *scores, int n_q,
-                   int n_kv, int n_heads, int n_kv_heads, int head_dim, int q_pos0, float scale,
-                   int causal) {
+int gp_attn_scores(int dtype, const void *q, const void *k_cache, float *scores, int n_q, int n_kv,
+                   int n_heads, int n_kv_heads, int head_dim, int q_pos0, float scale, int causal) {
     static const char fn[] = "gp_attn_scores";
     size_t q_width = (size_t)n_heads * (size_t)head_dim;
     size_t kv_width = (size_t)n_kv_heads * (size_t)head_dim;
@@ -123,8 +122,7 @@ int gp_attn_pv(int dtype, const float *probs, const void *v_cache, void *out, in
     size_t kv_width = (size_t)n_kv_heads * (size_t)head_dim;
     float *vf;
     int h, i, j, c;
-    int rc = gp_check_attn_pv(dtype, probs, v_cache, out, n_q, n_kv, n_heads, n_kv_heads,
-                              head_dim);
+    int rc = gp_check_attn_pv(dtype, probs, v_cache, out, n_q, n_kv, n_heads, n_kv_heads, head_dim);
     if (rc != GP_OK) {
         return rc;
     }
@@ -142,8 +140,8 @@ int gp_attn_pv(int dtype, const float *probs, const void *v_cache, void *out, in
                 for (j = 0; j < n_kv; j++) {
                     acc = fmaf(p[j], vc[(size_t)j * kv_width], acc);
                 }
-                gp_store(dtype, out, (size_t)i * out_width + (size_t)h * (size_t)head_dim + c,
-                         acc, 0);
+                gp_store(dtype, out, (size_t)i * out_width + (size_t)h * (size_t)head_dim + c, acc,
+                         0);
             }
         }
     }

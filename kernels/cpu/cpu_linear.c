@@ -82,8 +82,8 @@ static float dot_valu(const float *x, const float *w, int K, int split_k, int f1
     return acc;
 }
 
-int gp_linear(int dtype, int route, const void *x, const void *w, const void *bias, void *y,
-              int M, int N, int K) {
+int gp_linear(int dtype, int route, const void *x, const void *w, const void *bias, void *y, int M,
+              int N, int K) {
     static const char fn[] = "gp_linear";
     int ran, split_k = 1, m, n;
     int f16_acc_fault, drop_tail, bias_on, rz;

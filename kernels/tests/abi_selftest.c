@@ -1,0 +1,1165 @@
+/*
+ * abi_selftest.c: backend-agnostic self-test of a greta_parity.h library.
+ *
+ *   abi_selftest path/to/libgreta_parity_<backend>.so
+ *
+ * dlopens the library and drives it only through the ABI (gp_malloc and
+ * gp_memcpy_* for all data), so the same program checks the CPU, CUDA and
+ * ROCm builds. For every entry point it runs random non-zero inputs of
+ * several shapes, every dtype and every route, and compares against a naive
+ * double-precision reference computed here from the dtype-rounded inputs.
+ *
+ * Error bounds (u_out = unit roundoff of the output dtype: 2^-24 f32, 2^-11
+ * f16, 2^-8 bf16; eps32 = 2^-23; "+ tiny" covers f16/bf16 subnormal spacing):
+ *   linear   |y - ref| <= 2 * (u_out*|ref| + (K+2)*eps32*(sum|x*w| + |b|)) + tiny
+ *   rmsnorm  |y - ref| <= 2 * u_out*|ref| + (dim+8)*eps32*|ref| + tiny
+ *   rope     |y - ref| <= 2 * u_out*|ref| + (|x0|+|x1|) * (8*eps32*|angle|
+ *            + 8*eps32), the reference angle being the f32 angle of the header
+ *   scores   |s - ref| <= (head_dim+2)*eps32*|scale|*sum|q*k|, masked exactly -inf
+ *   softmax  |p - ref| <= (n_kv+8)*eps32*ref + 2^-40, masked exactly 0
+ *   pv       |o - ref| <= 2 * u_out*|ref| + (n_kv+2)*eps32*sum|p*v| + tiny
+ * Besides values it checks: batch invariance per forced route (row m of an
+ * M-row call equals the M=1 call on that row, bit for bit), attestation,
+ * bad arguments (status and a message naming the argument, then a valid call
+ * still works), fault names, the effect of each fault at row count 1 and its
+ * absence at row count 2, and that every output element is written (outputs
+ * are poisoned with 0xFF bytes, a NaN in every dtype, and followed by a guard
+ * region that must stay untouched).
+ *
+ * Prints "abi_selftest: N checks, F failures" and exits 1 on any failure.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <dlfcn.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gp_half.h"
+#include "greta_parity.h"
+
+/* ---- the library ------------------------------------------------------ */
+
+static struct {
+    int (*abi_version)(void);
+    const char *(*backend_name)(void);
+    const char *(*status_string)(int);
+    const char *(*last_error)(void);
+    int (*device_count)(int *);
+    int (*malloc_)(void **, size_t);
+    int (*free_)(void *);
+    int (*memcpy_h2d)(void *, const void *, size_t);
+    int (*memcpy_d2h)(void *, const void *, size_t);
+    int (*synchronize)(void);
+    int (*rmsnorm)(int, const void *, const void *, void *, int, int, float);
+    int (*linear)(int, int, const void *, const void *, const void *, void *, int, int, int);
+    int (*rope)(int, int, const void *, void *, const int32_t *, int, int, int, float);
+    int (*kv_append)(int, const void *, const void *, void *, void *, int, int, int, int);
+    int (*attn_scores)(int, const void *, const void *, float *, int, int, int, int, int, int,
+                       float, int);
+    int (*softmax)(const float *, float *, int, int, int);
+    int (*attn_pv)(int, const float *, const void *, void *, int, int, int, int, int);
+    int (*last_launch)(int *, int *, int *, int *, int *, char *, int);
+    int (*set_fault)(const char *);
+    const char *(*active_fault)(void);
+    int (*fault_count)(void);
+    const char *(*fault_name)(int);
+} gp;
+
+static void *lib;
+
+static int load_symbol(void **slot, const char *name) {
+    void *p = dlsym(lib, name);
+    if (p == NULL) {
+        fprintf(stderr, "abi_selftest: missing symbol %s\n", name);
+        return 0;
+    }
+    *slot = p;
+    return 1;
+}
+
+#define LOAD(field, name) ok &= load_symbol((void **)&gp.field, name)
+
+static int load_library(const char *path) {
+    int ok = 1;
+    lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL) {
+        fprintf(stderr, "abi_selftest: dlopen %s: %s\n", path, dlerror());
+        return 0;
+    }
+    LOAD(abi_version, "gp_abi_version");
+    LOAD(backend_name, "gp_backend_name");
+    LOAD(status_string, "gp_status_string");
+    LOAD(last_error, "gp_last_error");
+    LOAD(device_count, "gp_device_count");
+    LOAD(malloc_, "gp_malloc");
+    LOAD(free_, "gp_free");
+    LOAD(memcpy_h2d, "gp_memcpy_h2d");
+    LOAD(memcpy_d2h, "gp_memcpy_d2h");
+    LOAD(synchronize, "gp_synchronize");
+    LOAD(rmsnorm, "gp_rmsnorm");
+    LOAD(linear, "gp_linear");
+    LOAD(rope, "gp_rope");
+    LOAD(kv_append, "gp_kv_append");
+    LOAD(attn_scores, "gp_attn_scores");
+    LOAD(softmax, "gp_softmax");
+    LOAD(attn_pv, "gp_attn_pv");
+    LOAD(last_launch, "gp_last_launch");
+    LOAD(set_fault, "gp_set_fault");
+    LOAD(active_fault, "gp_active_fault");
+    LOAD(fault_count, "gp_fault_count");
+    LOAD(fault_name, "gp_fault_name");
+    return ok;
+}
+
+/* ---- checks ------------------------------------------------------------ */
+
+static long n_checks, n_failures;
+
+static int check(int cond, const char *fmt, ...) {
+    n_checks++;
+    if (!cond) {
+        va_list ap;
+        n_failures++;
+        if (n_failures <= 60) {
+            fprintf(stderr, "FAIL: ");
+            va_start(ap, fmt);
+            vfprintf(stderr, fmt, ap);
+            va_end(ap);
+            fprintf(stderr, "\n");
+        }
+    }
+    return cond;
+}
+
+/* A call that must succeed; reports the library's message otherwise. */
+static int check_ok(int status, const char *what) {
+    return check(status == GP_OK, "%s: status %d (%s): %s", what, status, gp.status_string(status),
+                 gp.last_error());
+}
+
+static const char *dtype_str(int dtype) {
+    return dtype == GP_DTYPE_F32 ? "f32" : dtype == GP_DTYPE_F16 ? "f16" : "bf16";
+}
+
+static double unit_roundoff(int dtype) {
+    return dtype == GP_DTYPE_F32   ? ldexp(1.0, -24)
+           : dtype == GP_DTYPE_F16 ? ldexp(1.0, -11)
+                                   : ldexp(1.0, -8);
+}
+
+/* Absolute slack for the subnormal range of the output dtype. */
+static double tiny(int dtype) { return dtype == GP_DTYPE_F16 ? ldexp(1.0, -24) : ldexp(1.0, -126); }
+
+static const double EPS32 = 1.1920928955078125e-07; /* 2^-23 */
+
+/* ---- random data --------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rng_u32(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+static double rng_unit(void) { return (double)rng_u32() / 4294967296.0; } /* [0, 1) */
+
+/* Random value in +-[lo, hi], never zero. */
+static float rng_nonzero(double lo, double hi) {
+    double v = lo + (hi - lo) * rng_unit();
+    return (float)((rng_u32() & 1) ? v : -v);
+}
+
+/* Host tensor of a dtype, plus its values as double (after rounding). */
+typedef struct {
+    int dtype;
+    size_t n;
+    void *raw;   /* dtype storage */
+    double *val; /* exact values of raw */
+} tensor;
+
+static tensor tensor_random(int dtype, size_t n, double lo, double hi) {
+    tensor t;
+    size_t i;
+    t.dtype = dtype;
+    t.n = n;
+    t.raw = calloc(n ? n : 1, gp_dtype_size(dtype));
+    t.val = (double *)calloc(n ? n : 1, sizeof(double));
+    for (i = 0; i < n; i++) {
+        float v = rng_nonzero(lo, hi);
+        gp_store(dtype, t.raw, i, v, 0);
+        t.val[i] = gp_load(dtype, t.raw, i);
+        if (t.val[i] == 0.0) { /* rounding underflow: keep it non-zero */
+            gp_store(dtype, t.raw, i, 0.5f, 0);
+            t.val[i] = 0.5;
+        }
+    }
+    return t;
+}
+
+static void tensor_free(tensor *t) {
+    free(t->raw);
+    free(t->val);
+    t->raw = NULL;
+    t->val = NULL;
+}
+
+/* ---- device buffers -------------------------------------------------------- */
+
+#define GUARD_BYTES 256
+#define GUARD_BYTE 0xA5
+
+/* Device copy of host bytes (no guard). */
+static void *dev_upload(const void *host, size_t bytes) {
+    void *d = NULL;
+    if (!check_ok(gp.malloc_(&d, bytes), "gp_malloc")) {
+        return NULL;
+    }
+    check(((uintptr_t)d % 256) == 0, "gp_malloc: %p not 256-byte aligned", d);
+    check_ok(gp.memcpy_h2d(d, host, bytes), "gp_memcpy_h2d");
+    return d;
+}
+
+/* Output buffer: bytes of 0xFF (NaN in every dtype) then a guard region. */
+static void *dev_poisoned(size_t bytes) {
+    unsigned char *h = (unsigned char *)malloc(bytes + GUARD_BYTES);
+    void *d;
+    memset(h, 0xFF, bytes);
+    memset(h + bytes, GUARD_BYTE, GUARD_BYTES);
+    d = dev_upload(h, bytes + GUARD_BYTES);
+    free(h);
+    return d;
+}
+
+/* Downloads bytes (+ guard) and checks that every element of elem_size bytes
+ * was written (is not all 0xFF) and the guard is intact. Returns the host copy
+ * (bytes), to free. */
+static unsigned char *dev_download_checked(const void *d, size_t bytes, size_t elem_size,
+                                           const char *what) {
+    unsigned char *h = (unsigned char *)malloc(bytes + GUARD_BYTES);
+    size_t i, j, unwritten = 0, first = 0, guard_bad = 0;
+    check_ok(gp.synchronize(), "gp_synchronize");
+    check_ok(gp.memcpy_d2h(h, d, bytes + GUARD_BYTES), "gp_memcpy_d2h");
+    for (i = 0; i < bytes; i += elem_size) {
+        int all = 1;
+        for (j = 0; j < elem_size; j++) {
+            all &= h[i + j] == 0xFF;
+        }
+        if (all && unwritten++ == 0) {
+            first = i / elem_size;
+        }
+    }
+    for (i = 0; i < GUARD_BYTES; i++) {
+        guard_bad += h[bytes + i] != GUARD_BYTE;
+    }
+    check(unwritten == 0, "%s: %zu elements not written (first %zu)", what, unwritten, first);
+    check(guard_bad == 0, "%s: %zu bytes written past the output", what, guard_bad);
+    return h;
+}
+
+static void dev_free(void *d) { check_ok(gp.free_(d), "gp_free"); }
+
+/* ---- attestation ------------------------------------------------------------- */
+
+static void check_attest(const char *what, int want_route, int want_split) {
+    int route = -1, tm = -1, tn = -1, tk = -1, split = -1;
+    char kernel[GP_KERNEL_NAME_CAP];
+    char small[4];
+    memset(kernel, 0, sizeof kernel);
+    if (!check_ok(gp.last_launch(&route, &tm, &tn, &tk, &split, kernel, (int)sizeof kernel),
+                  "gp_last_launch")) {
+        return;
+    }
+    check(route == want_route, "%s: attested route %d, want %d", what, route, want_route);
+    if (want_split > 0) {
+        check(split == want_split, "%s: attested split_k %d, want %d", what, split, want_split);
+    }
+    check(kernel[0] != '\0' && strlen(kernel) < sizeof kernel, "%s: attested kernel name '%s'",
+          what, kernel);
+    if (want_route == GP_ROUTE_MFMA) {
+        check(tm > 0 && tn > 0 && tk > 0, "%s: MFMA tiles %dx%dx%d", what, tm, tn, tk);
+    } else {
+        check(tm >= 0 && tn >= 0 && tk >= 0, "%s: tiles %dx%dx%d", what, tm, tn, tk);
+    }
+    if (want_route == 0) {
+        check(tm == 0 && tn == 0 && tk == 0 && split == 1, "%s: non-projection attests %d %d %d %d",
+              what, tm, tn, tk, split);
+    }
+    /* truncation and NULL out-pointers */
+    check_ok(gp.last_launch(NULL, NULL, NULL, NULL, NULL, small, (int)sizeof small),
+             "gp_last_launch (small)");
+    check(strlen(small) <= 3 && strncmp(small, kernel, strlen(small)) == 0,
+          "%s: truncated kernel name '%s' vs '%s'", what, small, kernel);
+}
+
+/* ---- linear -------------------------------------------------------------------- */
+
+static int valu_split(int N, int K) {
+    return (N <= GP_VALU_SPLIT_MAX_N && K >= GP_VALU_SPLIT_K) ? GP_VALU_SPLIT_K : 1;
+}
+
+/* Runs gp_linear on host data; returns the downloaded y (M*N elements). */
+static unsigned char *run_linear(int dtype, int route, const void *x, const void *w, const void *b,
+                                 int M, int N, int K, int *status) {
+    size_t es = gp_dtype_size(dtype);
+    void *dx = dev_upload(x, (size_t)M * K * es);
+    void *dw = dev_upload(w, (size_t)N * K * es);
+    void *db = b ? dev_upload(b, (size_t)N * es) : NULL;
+    void *dy = dev_poisoned((size_t)M * N * es);
+    unsigned char *y = NULL;
+    *status = gp.linear(dtype, route, dx, dw, db, dy, M, N, K);
+    if (check_ok(*status, "gp_linear")) {
+        y = dev_download_checked(dy, (size_t)M * N * es, es, "gp_linear");
+    }
+    dev_free(dx);
+    dev_free(dw);
+    dev_free(db);
+    dev_free(dy);
+    return y;
+}
+
+static void test_linear_shape(int dtype, int M, int N, int K, int with_bias) {
+    static const int routes[3] = {GP_ROUTE_AUTO, GP_ROUTE_MFMA, GP_ROUTE_VALU};
+    size_t es = gp_dtype_size(dtype);
+    tensor x = tensor_random(dtype, (size_t)M * K, 0.05, 1.0);
+    tensor w = tensor_random(dtype, (size_t)N * K, 0.05, 1.0);
+    tensor b = tensor_random(dtype, (size_t)N, 0.05, 1.0);
+    double u = unit_roundoff(dtype);
+    int r, m, n, k, status;
+    for (r = 0; r < 3; r++) {
+        int route = routes[r];
+        int ran = route == GP_ROUTE_AUTO ? (M > 1 ? GP_ROUTE_MFMA : GP_ROUTE_VALU) : route;
+        long bad = 0;
+        double worst = 0.0;
+        unsigned char *y =
+            run_linear(dtype, route, x.raw, w.raw, with_bias ? b.raw : NULL, M, N, K, &status);
+        if (y == NULL) {
+            continue;
+        }
+        check_attest("gp_linear", ran, ran == GP_ROUTE_VALU ? valu_split(N, K) : 1);
+        for (m = 0; m < M; m++) {
+            for (n = 0; n < N; n++) {
+                double ref = with_bias ? b.val[n] : 0.0, mag = with_bias ? fabs(b.val[n]) : 0.0;
+                double got = gp_load(dtype, y, (size_t)m * N + n), err, tol;
+                for (k = 0; k < K; k++) {
+                    double p = x.val[(size_t)m * K + k] * w.val[(size_t)n * K + k];
+                    ref += p;
+                    mag += fabs(p);
+                }
+                err = fabs(got - ref);
+                tol = 2.0 * (u * fabs(ref) + (K + 2) * EPS32 * mag) + tiny(dtype);
+                if (!(err <= tol)) {
+                    if (bad++ == 0) {
+                        worst = err / tol;
+                    }
+                }
+            }
+        }
+        check(bad == 0,
+              "gp_linear %s route=%d M=%d N=%d K=%d bias=%d: %ld outputs beyond bound "
+              "(first at %.2fx)",
+              dtype_str(dtype), route, M, N, K, with_bias, bad, worst);
+        /* batch invariance of forced routes: row m alone == row m of the batch */
+        if (M > 1 && route != GP_ROUTE_AUTO) {
+            int rows[2];
+            int i;
+            rows[0] = M - 1;
+            rows[1] = 0;
+            for (i = 0; i < 2; i++) {
+                const unsigned char *xr = (const unsigned char *)x.raw + (size_t)rows[i] * K * es;
+                unsigned char *y1 =
+                    run_linear(dtype, route, xr, w.raw, with_bias ? b.raw : NULL, 1, N, K, &status);
+                if (y1 != NULL) {
+                    check(memcmp(y1, y + (size_t)rows[i] * N * es, (size_t)N * es) == 0,
+                          "gp_linear %s route=%d M=%d N=%d K=%d: row %d differs from M=1 call",
+                          dtype_str(dtype), route, M, N, K, rows[i]);
+                    check_attest("gp_linear M=1", route,
+                                 route == GP_ROUTE_VALU ? valu_split(N, K) : 1);
+                }
+                free(y1);
+            }
+        }
+        free(y);
+    }
+    tensor_free(&x);
+    tensor_free(&w);
+    tensor_free(&b);
+}
+
+static void test_linear(void) {
+    /* K not a multiple of 32 or of 4, N <= 256 (split-K) and > 256, K < 4 */
+    static const int shapes[][3] = {{1, 16, 7},     {3, 40, 100}, {4, 300, 75}, {5, 64, 257},
+                                    {2, 256, 3},    {1, 1, 1},    {1, 257, 96}, {6, 33, 1030},
+                                    {1, 128, 4099}, {3, 256, 130}};
+    int dtype, s;
+    for (dtype = 0; dtype < 3; dtype++) {
+        for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++) {
+            test_linear_shape(dtype, shapes[s][0], shapes[s][1], shapes[s][2], s % 2);
+        }
+    }
+}
+
+/* ---- rmsnorm -------------------------------------------------------------------- */
+
+static void test_rmsnorm(void) {
+    static const int shapes[][2] = {{1, 64}, {3, 100}, {2, 4096}, {4, 7}};
+    int dtype, s, r, c;
+    for (dtype = 0; dtype < 3; dtype++) {
+        for (s = 0; s < 4; s++) {
+            int rows = shapes[s][0], dim = shapes[s][1];
+            size_t es = gp_dtype_size(dtype), n = (size_t)rows * dim;
+            float eps = 1e-5f;
+            tensor x = tensor_random(dtype, n, 0.05, 2.0);
+            tensor w = tensor_random(dtype, (size_t)dim, 0.5, 1.5);
+            void *dx = dev_upload(x.raw, n * es), *dw = dev_upload(w.raw, dim * es);
+            void *dy = dev_poisoned(n * es);
+            unsigned char *y;
+            long bad = 0;
+            if (!check_ok(gp.rmsnorm(dtype, dx, dw, dy, rows, dim, eps), "gp_rmsnorm")) {
+                continue;
+            }
+            y = dev_download_checked(dy, n * es, es, "gp_rmsnorm");
+            check_attest("gp_rmsnorm", 0, 1);
+            for (r = 0; r < rows; r++) {
+                double ss = 0.0, inv;
+                for (c = 0; c < dim; c++) {
+                    ss += x.val[(size_t)r * dim + c] * x.val[(size_t)r * dim + c];
+                }
+                inv = 1.0 / sqrt(ss / dim + (double)eps);
+                for (c = 0; c < dim; c++) {
+                    double ref = x.val[(size_t)r * dim + c] * inv * w.val[c];
+                    double got = gp_load(dtype, y, (size_t)r * dim + c);
+                    double tol = 2.0 * unit_roundoff(dtype) * fabs(ref) +
+                                 (dim + 8) * EPS32 * fabs(ref) + tiny(dtype);
+                    bad += !(fabs(got - ref) <= tol);
+                }
+            }
+            check(bad == 0, "gp_rmsnorm %s rows=%d dim=%d: %ld outputs beyond bound",
+                  dtype_str(dtype), rows, dim, bad);
+            /* in place (y == x) gives the same bits */
+            if (check_ok(gp.rmsnorm(dtype, dx, dw, dx, rows, dim, eps), "gp_rmsnorm in place")) {
+                unsigned char *h = (unsigned char *)malloc(n * es);
+                check_ok(gp.memcpy_d2h(h, dx, n * es), "gp_memcpy_d2h");
+                check(memcmp(h, y, n * es) == 0, "gp_rmsnorm %s: in-place result differs",
+                      dtype_str(dtype));
+                free(h);
+            }
+            free(y);
+            dev_free(dx);
+            dev_free(dw);
+            dev_free(dy);
+            tensor_free(&x);
+            tensor_free(&w);
+        }
+    }
+}
+
+/* ---- rope ------------------------------------------------------------------------- */
+
+static void test_rope(void) {
+    static const int shapes[][3] = {{1, 4, 64}, {3, 2, 128}, {2, 3, 8}, {5, 1, 256}};
+    static const float thetas[2] = {10000.0f, 1000000.0f};
+    int dtype, s, layout;
+    for (dtype = 0; dtype < 3; dtype++) {
+        for (s = 0; s < 4; s++) {
+            for (layout = 0; layout < 2; layout++) {
+                int rows = shapes[s][0], nh = shapes[s][1], hd = shapes[s][2];
+                int width = nh * hd, half = hd / 2, r, h, i;
+                float theta = thetas[(s + layout) % 2];
+                size_t es = gp_dtype_size(dtype), n = (size_t)rows * width;
+                tensor x = tensor_random(dtype, n, 0.05, 2.0);
+                int32_t pos[8];
+                void *dx, *dy, *dpos;
+                unsigned char *y;
+                long bad = 0;
+                for (r = 0; r < rows; r++) {
+                    pos[r] = r == 0 ? 0 : (int32_t)(rng_u32() % 2048);
+                }
+                dx = dev_upload(x.raw, n * es);
+                dpos = dev_upload(pos, rows * sizeof(int32_t));
+                dy = dev_poisoned(n * es);
+                if (!check_ok(
+                        gp.rope(dtype, layout, dx, dy, (const int32_t *)dpos, rows, nh, hd, theta),
+                        "gp_rope")) {
+                    continue;
+                }
+                y = dev_download_checked(dy, n * es, es, "gp_rope");
+                check_attest("gp_rope", 0, 1);
+                for (r = 0; r < rows; r++) {
+                    for (i = 0; i < half; i++) {
+                        /* the header's f32 angle */
+                        float angle_f = (float)pos[r] * powf(theta, -2.0f * (float)i / (float)hd);
+                        double angle = angle_f, c = cos(angle), sn = sin(angle);
+                        for (h = 0; h < nh; h++) {
+                            size_t base = (size_t)r * width + (size_t)h * hd;
+                            size_t i0 = layout == GP_ROPE_NEOX ? base + i : base + 2 * i;
+                            size_t i1 = layout == GP_ROPE_NEOX ? base + i + half : i0 + 1;
+                            double x0 = x.val[i0], x1 = x.val[i1];
+                            double ref0 = x0 * c - x1 * sn, ref1 = x0 * sn + x1 * c;
+                            double slack =
+                                (fabs(x0) + fabs(x1)) * 8.0 * EPS32 * (fabs(angle) + 1.0);
+                            double u2 = 2.0 * unit_roundoff(dtype);
+                            bad += !(fabs(gp_load(dtype, y, i0) - ref0) <=
+                                     u2 * fabs(ref0) + slack + tiny(dtype));
+                            bad += !(fabs(gp_load(dtype, y, i1) - ref1) <=
+                                     u2 * fabs(ref1) + slack + tiny(dtype));
+                        }
+                    }
+                }
+                check(bad == 0,
+                      "gp_rope %s layout=%d rows=%d heads=%d head_dim=%d: %ld beyond bound",
+                      dtype_str(dtype), layout, rows, nh, hd, bad);
+                /* in place and batch invariance (row r alone) */
+                if (check_ok(
+                        gp.rope(dtype, layout, dx, dx, (const int32_t *)dpos, rows, nh, hd, theta),
+                        "gp_rope in place")) {
+                    unsigned char *hbuf = (unsigned char *)malloc(n * es);
+                    check_ok(gp.memcpy_d2h(hbuf, dx, n * es), "gp_memcpy_d2h");
+                    check(memcmp(hbuf, y, n * es) == 0, "gp_rope %s: in-place result differs",
+                          dtype_str(dtype));
+                    free(hbuf);
+                }
+                if (rows > 1) {
+                    void *dx1 = dev_upload((unsigned char *)x.raw + (size_t)(rows - 1) * width * es,
+                                           width * es);
+                    void *dp1 = dev_upload(&pos[rows - 1], sizeof(int32_t));
+                    void *dy1 = dev_poisoned(width * es);
+                    if (check_ok(gp.rope(dtype, layout, dx1, dy1, (const int32_t *)dp1, 1, nh, hd,
+                                         theta),
+                                 "gp_rope rows=1")) {
+                        unsigned char *y1 =
+                            dev_download_checked(dy1, width * es, es, "gp_rope rows=1");
+                        check(memcmp(y1, y + (size_t)(rows - 1) * width * es, width * es) == 0,
+                              "gp_rope %s: last row differs from rows=1 call", dtype_str(dtype));
+                        free(y1);
+                    }
+                    dev_free(dx1);
+                    dev_free(dp1);
+                    dev_free(dy1);
+                }
+                free(y);
+                dev_free(dx);
+                dev_free(dy);
+                dev_free(dpos);
+                tensor_free(&x);
+            }
+        }
+    }
+}
+
+/* ---- kv_append -------------------------------------------------------------------------- */
+
+static void test_kv_append(void) {
+    static const int cases[][4] = {/* rows, kv_width, slot, capacity */
+                                   {1, 64, 3, 10},
+                                   {4, 24, 0, 4},
+                                   {3, 128, 5, 9},
+                                   {1, 8, 9, 10}};
+    int dtype, s;
+    for (dtype = 0; dtype < 3; dtype++) {
+        for (s = 0; s < 4; s++) {
+            int rows = cases[s][0], kvw = cases[s][1], slot = cases[s][2], cap = cases[s][3];
+            size_t es = gp_dtype_size(dtype), rb = (size_t)kvw * es;
+            tensor k = tensor_random(dtype, (size_t)rows * kvw, 0.05, 1.0);
+            tensor v = tensor_random(dtype, (size_t)rows * kvw, 0.05, 1.0);
+            void *dk = dev_upload(k.raw, rows * rb), *dv = dev_upload(v.raw, rows * rb);
+            void *dkc = dev_poisoned(cap * rb), *dvc = dev_poisoned(cap * rb);
+            unsigned char *hk, *hv;
+            int bad = 0, j;
+            size_t i;
+            if (!check_ok(gp.kv_append(dtype, dk, dv, dkc, dvc, rows, kvw, slot, cap),
+                          "gp_kv_append")) {
+                continue;
+            }
+            check_attest("gp_kv_append", 0, 1);
+            hk = (unsigned char *)malloc(cap * rb + GUARD_BYTES);
+            hv = (unsigned char *)malloc(cap * rb + GUARD_BYTES);
+            check_ok(gp.memcpy_d2h(hk, dkc, cap * rb + GUARD_BYTES), "gp_memcpy_d2h");
+            check_ok(gp.memcpy_d2h(hv, dvc, cap * rb + GUARD_BYTES), "gp_memcpy_d2h");
+            for (j = 0; j < cap; j++) {
+                if (j >= slot && j < slot + rows) {
+                    bad += memcmp(hk + j * rb, (unsigned char *)k.raw + (j - slot) * rb, rb) != 0;
+                    bad += memcmp(hv + j * rb, (unsigned char *)v.raw + (j - slot) * rb, rb) != 0;
+                } else {
+                    for (i = 0; i < rb; i++) {
+                        bad += hk[j * rb + i] != 0xFF || hv[j * rb + i] != 0xFF;
+                    }
+                }
+            }
+            for (i = 0; i < GUARD_BYTES; i++) {
+                bad += hk[cap * rb + i] != GUARD_BYTE || hv[cap * rb + i] != GUARD_BYTE;
+            }
+            check(bad == 0, "gp_kv_append %s rows=%d slot=%d cap=%d: cache contents wrong",
+                  dtype_str(dtype), rows, slot, cap);
+            free(hk);
+            free(hv);
+            dev_free(dk);
+            dev_free(dv);
+            dev_free(dkc);
+            dev_free(dvc);
+            tensor_free(&k);
+            tensor_free(&v);
+        }
+    }
+}
+
+/* ---- attention ------------------------------------------------------------------------ */
+
+typedef struct {
+    int n_q, n_kv, n_heads, n_kv_heads, head_dim, q_pos0;
+} attn_shape;
+
+static const attn_shape attn_shapes[] = {
+    {1, 17, 4, 2, 64, 16},  {5, 12, 8, 2, 32, 7}, {3, 3, 2, 2, 8, 0},
+    {4, 40, 6, 1, 128, 36}, {1, 1, 1, 1, 256, 0},
+};
+#define N_ATTN_SHAPES ((int)(sizeof attn_shapes / sizeof attn_shapes[0]))
+
+static void test_attn_scores(void) {
+    int dtype, s, causal;
+    for (dtype = 0; dtype < 3; dtype++) {
+        for (s = 0; s < N_ATTN_SHAPES; s++) {
+            for (causal = 0; causal < 2; causal++) {
+                attn_shape a = attn_shapes[s];
+                int qw = a.n_heads * a.head_dim, kw = a.n_kv_heads * a.head_dim;
+                int group = a.n_heads / a.n_kv_heads, h, i, j, c;
+                size_t es = gp_dtype_size(dtype);
+                size_t ns = (size_t)a.n_heads * a.n_q * a.n_kv;
+                float scale = (float)(1.0 / sqrt((double)a.head_dim));
+                tensor q = tensor_random(dtype, (size_t)a.n_q * qw, 0.05, 1.0);
+                tensor k = tensor_random(dtype, (size_t)a.n_kv * kw, 0.05, 1.0);
+                void *dq = dev_upload(q.raw, q.n * es), *dk = dev_upload(k.raw, k.n * es);
+                void *ds = dev_poisoned(ns * sizeof(float));
+                unsigned char *sc;
+                long bad = 0;
+                if (!check_ok(gp.attn_scores(dtype, dq, dk, (float *)ds, a.n_q, a.n_kv, a.n_heads,
+                                             a.n_kv_heads, a.head_dim, a.q_pos0, scale, causal),
+                              "gp_attn_scores")) {
+                    continue;
+                }
+                sc = dev_download_checked(ds, ns * sizeof(float), sizeof(float), "gp_attn_scores");
+                check_attest("gp_attn_scores", 0, 1);
+                for (h = 0; h < a.n_heads; h++) {
+                    for (i = 0; i < a.n_q; i++) {
+                        for (j = 0; j < a.n_kv; j++) {
+                            float got;
+                            double ref = 0.0, mag = 0.0;
+                            memcpy(&got, sc + (((size_t)h * a.n_q + i) * a.n_kv + j) * 4, 4);
+                            if (causal && j > a.q_pos0 + i) {
+                                bad += !(isinf(got) && got < 0);
+                                continue;
+                            }
+                            for (c = 0; c < a.head_dim; c++) {
+                                double p = q.val[(size_t)i * qw + h * a.head_dim + c] *
+                                           k.val[(size_t)j * kw + (h / group) * a.head_dim + c];
+                                ref += p;
+                                mag += fabs(p);
+                            }
+                            ref *= scale;
+                            bad += !(fabs(got - ref) <= (a.head_dim + 2) * EPS32 * scale * mag);
+                        }
+                    }
+                }
+                check(bad == 0, "gp_attn_scores %s shape %d causal=%d: %ld scores wrong",
+                      dtype_str(dtype), s, causal, bad);
+                free(sc);
+                dev_free(dq);
+                dev_free(dk);
+                dev_free(ds);
+                tensor_free(&q);
+                tensor_free(&k);
+            }
+        }
+    }
+}
+
+/* Random scores with some -inf (never a whole row), for softmax and pv. */
+static float *random_scores(size_t rows, int n_kv, double spread) {
+    float *s = (float *)malloc(rows * n_kv * sizeof(float));
+    size_t r;
+    int j;
+    for (r = 0; r < rows; r++) {
+        for (j = 0; j < n_kv; j++) {
+            s[r * n_kv + j] = (j > 0 && rng_u32() % 5 == 0) ? -INFINITY : rng_nonzero(0.01, spread);
+        }
+    }
+    return s;
+}
+
+static void test_softmax(void) {
+    static const int shapes[][3] = {{4, 1, 17}, {2, 5, 12}, {1, 1, 1}, {3, 2, 1000}};
+    int s;
+    for (s = 0; s < 4; s++) {
+        int nh = shapes[s][0], nq = shapes[s][1], nkv = shapes[s][2], j;
+        size_t rows = (size_t)nh * nq, n = rows * nkv, r;
+        float *sc = random_scores(rows, nkv, 30.0);
+        void *ds = dev_upload(sc, n * sizeof(float)), *dp = dev_poisoned(n * sizeof(float));
+        unsigned char *p;
+        long bad = 0;
+        if (!check_ok(gp.softmax((const float *)ds, (float *)dp, nh, nq, nkv), "gp_softmax")) {
+            continue;
+        }
+        p = dev_download_checked(dp, n * sizeof(float), sizeof(float), "gp_softmax");
+        check_attest("gp_softmax", 0, 1);
+        for (r = 0; r < rows; r++) {
+            double mx = -INFINITY, sum = 0.0;
+            for (j = 0; j < nkv; j++) {
+                mx = sc[r * nkv + j] > mx ? sc[r * nkv + j] : mx;
+            }
+            for (j = 0; j < nkv; j++) {
+                sum += isinf(sc[r * nkv + j]) ? 0.0 : exp(sc[r * nkv + j] - mx);
+            }
+            for (j = 0; j < nkv; j++) {
+                float got;
+                double ref = isinf(sc[r * nkv + j]) ? 0.0 : exp(sc[r * nkv + j] - mx) / sum;
+                memcpy(&got, p + (r * nkv + j) * 4, 4);
+                if (ref == 0.0 && isinf(sc[r * nkv + j])) {
+                    bad += got != 0.0f;
+                } else {
+                    bad += !(fabs(got - ref) <= (nkv + 8) * EPS32 * ref + ldexp(1.0, -40));
+                }
+            }
+        }
+        check(bad == 0, "gp_softmax shape %d: %ld probabilities wrong", s, bad);
+        /* in place */
+        if (check_ok(gp.softmax((const float *)ds, (float *)ds, nh, nq, nkv),
+                     "gp_softmax in place")) {
+            unsigned char *h = (unsigned char *)malloc(n * sizeof(float));
+            check_ok(gp.memcpy_d2h(h, ds, n * sizeof(float)), "gp_memcpy_d2h");
+            check(memcmp(h, p, n * sizeof(float)) == 0, "gp_softmax: in-place result differs");
+            free(h);
+        }
+        free(p);
+        free(sc);
+        dev_free(ds);
+        dev_free(dp);
+    }
+}
+
+static void test_attn_pv(void) {
+    int dtype, s;
+    for (dtype = 0; dtype < 3; dtype++) {
+        for (s = 0; s < N_ATTN_SHAPES; s++) {
+            attn_shape a = attn_shapes[s];
+            int ow = a.n_heads * a.head_dim, kw = a.n_kv_heads * a.head_dim;
+            int group = a.n_heads / a.n_kv_heads, h, i, j, c;
+            size_t es = gp_dtype_size(dtype), np = (size_t)a.n_heads * a.n_q * a.n_kv;
+            size_t no = (size_t)a.n_q * ow;
+            float *probs = (float *)malloc(np * sizeof(float));
+            tensor v = tensor_random(dtype, (size_t)a.n_kv * kw, 0.05, 1.0);
+            void *dp, *dv, *dout;
+            unsigned char *o;
+            long bad = 0;
+            size_t t;
+            for (t = 0; t < np; t++) {
+                probs[t] = (float)(0.01 + rng_unit());
+            }
+            dp = dev_upload(probs, np * sizeof(float));
+            dv = dev_upload(v.raw, v.n * es);
+            dout = dev_poisoned(no * es);
+            if (!check_ok(gp.attn_pv(dtype, (const float *)dp, dv, dout, a.n_q, a.n_kv, a.n_heads,
+                                     a.n_kv_heads, a.head_dim),
+                          "gp_attn_pv")) {
+                continue;
+            }
+            o = dev_download_checked(dout, no * es, es, "gp_attn_pv");
+            check_attest("gp_attn_pv", 0, 1);
+            for (i = 0; i < a.n_q; i++) {
+                for (h = 0; h < a.n_heads; h++) {
+                    for (c = 0; c < a.head_dim; c++) {
+                        double ref = 0.0, mag = 0.0, got, tol;
+                        for (j = 0; j < a.n_kv; j++) {
+                            double pv = probs[((size_t)h * a.n_q + i) * a.n_kv + j] *
+                                        v.val[(size_t)j * kw + (h / group) * a.head_dim + c];
+                            ref += pv;
+                            mag += fabs(pv);
+                        }
+                        got = gp_load(dtype, o, (size_t)i * ow + h * a.head_dim + c);
+                        tol = 2.0 * unit_roundoff(dtype) * fabs(ref) + (a.n_kv + 2) * EPS32 * mag +
+                              tiny(dtype);
+                        bad += !(fabs(got - ref) <= tol);
+                    }
+                }
+            }
+            check(bad == 0, "gp_attn_pv %s shape %d: %ld outputs beyond bound", dtype_str(dtype), s,
+                  bad);
+            free(o);
+            free(probs);
+            dev_free(dp);
+            dev_free(dv);
+            dev_free(dout);
+            tensor_free(&v);
+        }
+    }
+}
+
+/* ---- bad arguments ---------------------------------------------------------------------- */
+
+static int is_ident(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* 1 if word occurs in s with no identifier character on either side. */
+static int has_word(const char *s, const char *word) {
+    size_t n = strlen(word);
+    const char *p = s;
+    while ((p = strstr(p, word)) != NULL) {
+        if ((p == s || !is_ident(p[-1])) && !is_ident(p[n])) {
+            return 1;
+        }
+        p++;
+    }
+    return 0;
+}
+
+static void expect_fail(int status, int want, const char *fn, const char *word, const char *what) {
+    const char *msg = gp.last_error();
+    check(status == want, "%s: status %d, want %d (%s)", what, status, want, msg);
+    check(strncmp(msg, fn, strlen(fn)) == 0 && has_word(msg, word),
+          "%s: message '%s' should start with %s and name %s", what, msg, fn, word);
+}
+
+static void test_bad_args(void) {
+    enum { BIG = 4096 };
+    void *a = NULL, *b = NULL, *c = NULL, *d = NULL, *pos = NULL, *probe = NULL;
+    int32_t zero_pos[4] = {0, 1, 2, 3};
+    float nan = NAN;
+    int route_before = -1, route_after = -1, count = 0;
+    char kb[GP_KERNEL_NAME_CAP], ka[GP_KERNEL_NAME_CAP];
+
+    check_ok(gp.malloc_(&a, BIG), "gp_malloc");
+    check_ok(gp.malloc_(&b, BIG), "gp_malloc");
+    check_ok(gp.malloc_(&c, BIG), "gp_malloc");
+    check_ok(gp.malloc_(&d, BIG), "gp_malloc");
+    pos = dev_upload(zero_pos, sizeof zero_pos);
+    /* the inputs are all zero bytes: a valid value in every dtype */
+    {
+        unsigned char *z = (unsigned char *)calloc(BIG, 1);
+        check_ok(gp.memcpy_h2d(a, z, BIG), "gp_memcpy_h2d");
+        check_ok(gp.memcpy_h2d(b, z, BIG), "gp_memcpy_h2d");
+        free(z);
+    }
+    /* a successful call, whose attestation failing calls must not change */
+    check_ok(gp.linear(GP_DTYPE_F32, GP_ROUTE_MFMA, a, b, NULL, c, 2, 4, 8), "gp_linear");
+    check_ok(gp.last_launch(&route_before, NULL, NULL, NULL, NULL, kb, (int)sizeof kb),
+             "gp_last_launch");
+
+#define F32 GP_DTYPE_F32
+#define INV GP_ERR_INVALID_ARG
+#define NUL GP_ERR_NULL_POINTER
+    expect_fail(gp.linear(F32, 0, a, b, NULL, c, 2, 4, 0), INV, "gp_linear", "K=0", "linear K=0");
+    expect_fail(gp.linear(F32, 0, a, b, NULL, c, 0, 4, 8), INV, "gp_linear", "M=0", "linear M=0");
+    expect_fail(gp.linear(F32, 0, a, b, NULL, c, 2, -3, 8), INV, "gp_linear", "N=-3", "linear N<0");
+    expect_fail(gp.linear(F32, 0, a, b, NULL, c, 1, GP_MAX_DIM + 1, 8), INV, "gp_linear", "N=65537",
+                "linear N>max");
+    expect_fail(gp.linear(7, 0, a, b, NULL, c, 2, 4, 8), INV, "gp_linear", "dtype=7",
+                "linear dtype");
+    expect_fail(gp.linear(F32, 9, a, b, NULL, c, 2, 4, 8), INV, "gp_linear", "route=9",
+                "linear route");
+    expect_fail(gp.linear(F32, 0, NULL, b, NULL, c, 2, 4, 8), NUL, "gp_linear", "x", "linear x");
+    expect_fail(gp.linear(F32, 0, a, NULL, NULL, c, 2, 4, 8), NUL, "gp_linear", "w", "linear w");
+    expect_fail(gp.linear(F32, 0, a, b, NULL, NULL, 2, 4, 8), NUL, "gp_linear", "y", "linear y");
+    expect_fail(gp.rmsnorm(F32, a, b, c, 2, 8, -1.0f), INV, "gp_rmsnorm", "eps", "rmsnorm eps<0");
+    expect_fail(gp.rmsnorm(F32, a, b, c, 2, 8, nan), INV, "gp_rmsnorm", "eps", "rmsnorm eps NaN");
+    expect_fail(gp.rmsnorm(F32, a, b, c, 2, 0, 1e-5f), INV, "gp_rmsnorm", "dim=0", "rmsnorm dim=0");
+    expect_fail(gp.rmsnorm(F32, a, b, c, GP_MAX_SEQ + 1, 8, 1e-5f), INV, "gp_rmsnorm", "rows=65537",
+                "rmsnorm rows>max");
+    expect_fail(gp.rope(F32, 0, a, c, (const int32_t *)pos, 2, 2, 7, 1e4f), INV, "gp_rope",
+                "head_dim=7", "rope odd head_dim");
+    expect_fail(gp.rope(F32, 0, a, c, (const int32_t *)pos, 2, 1, 258, 1e4f), INV, "gp_rope",
+                "head_dim=258", "rope head_dim>max");
+    expect_fail(gp.rope(F32, 0, a, c, (const int32_t *)pos, 2, 2, 8, 0.0f), INV, "gp_rope", "theta",
+                "rope theta=0");
+    expect_fail(gp.rope(F32, 0, a, c, (const int32_t *)pos, 2, 2, 8, INFINITY), INV, "gp_rope",
+                "theta", "rope theta=inf");
+    expect_fail(gp.rope(F32, 5, a, c, (const int32_t *)pos, 2, 2, 8, 1e4f), INV, "gp_rope",
+                "layout=5", "rope layout");
+    expect_fail(gp.rope(F32, 0, a, c, NULL, 2, 2, 8, 1e4f), NUL, "gp_rope", "pos", "rope pos");
+    expect_fail(gp.kv_append(F32, a, b, c, d, 1, 8, -1, 4), INV, "gp_kv_append", "slot=-1",
+                "kv slot<0");
+    expect_fail(gp.kv_append(F32, a, b, c, d, 2, 8, 3, 4), INV, "gp_kv_append", "capacity=4",
+                "kv slot+rows>capacity");
+    expect_fail(gp.kv_append(F32, a, b, NULL, d, 1, 8, 0, 4), NUL, "gp_kv_append", "k_cache",
+                "kv k_cache");
+    expect_fail(gp.kv_append(F32, a, b, c, NULL, 1, 8, 0, 4), NUL, "gp_kv_append", "v_cache",
+                "kv v_cache");
+    expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 6, 4, 8, 0, 1.0f, 1), INV,
+                "gp_attn_scores", "n_kv_heads=4", "scores n_heads%n_kv_heads");
+    expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 2, 2, 12, 0, 1.0f, 1), INV,
+                "gp_attn_scores", "head_dim=12", "scores head_dim%8");
+    expect_fail(gp.attn_scores(F32, a, b, (float *)c, 2, 4, 2, 2, 8, 3, 1.0f, 1), INV,
+                "gp_attn_scores", "n_kv=4", "scores q_pos0+n_q>n_kv");
+    expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 2, 2, 8, -1, 1.0f, 1), INV,
+                "gp_attn_scores", "q_pos0=-1", "scores q_pos0<0");
+    expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 2, 2, 8, 0, INFINITY, 1), INV,
+                "gp_attn_scores", "scale", "scores scale=inf");
+    expect_fail(gp.attn_scores(F32, a, NULL, (float *)c, 1, 4, 2, 2, 8, 0, 1.0f, 1), NUL,
+                "gp_attn_scores", "k_cache", "scores k_cache");
+    expect_fail(gp.softmax((const float *)a, (float *)c, 2, 1, 0), INV, "gp_softmax", "n_kv=0",
+                "softmax n_kv=0");
+    expect_fail(gp.softmax((const float *)a, NULL, 2, 1, 4), NUL, "gp_softmax", "probs",
+                "softmax probs");
+    expect_fail(gp.attn_pv(F32, (const float *)a, NULL, c, 1, 4, 2, 2, 8), NUL, "gp_attn_pv",
+                "v_cache", "pv v_cache");
+    expect_fail(gp.attn_pv(F32, (const float *)a, b, c, 1, 4, 2, 0, 8), INV, "gp_attn_pv",
+                "n_kv_heads=0", "pv n_kv_heads=0");
+    expect_fail(gp.malloc_(&probe, 0), INV, "gp_malloc", "bytes", "malloc 0 bytes");
+    expect_fail(gp.malloc_(NULL, 64), NUL, "gp_malloc", "ptr", "malloc NULL ptr");
+    expect_fail(gp.device_count(NULL), NUL, "gp_device_count", "count", "device_count NULL");
+    expect_fail(gp.memcpy_h2d(NULL, zero_pos, 4), NUL, "gp_memcpy_h2d", "dst", "h2d NULL dst");
+    expect_fail(gp.memcpy_d2h(zero_pos, NULL, 4), NUL, "gp_memcpy_d2h", "src", "d2h NULL src");
+#undef F32
+#undef INV
+#undef NUL
+
+    /* failing calls leave the attestation of the last success */
+    check_ok(gp.last_launch(&route_after, NULL, NULL, NULL, NULL, ka, (int)sizeof ka),
+             "gp_last_launch");
+    check(route_after == route_before && strcmp(ka, kb) == 0,
+          "failing calls changed the attestation (%d %s -> %d %s)", route_before, kb, route_after,
+          ka);
+    /* and a valid call still works */
+    check_ok(gp.linear(GP_DTYPE_F16, GP_ROUTE_VALU, a, b, NULL, c, 1, 4, 8),
+             "gp_linear after errors");
+    check_attest("gp_linear after errors", GP_ROUTE_VALU, valu_split(4, 8));
+    check_ok(gp.free_(NULL), "gp_free(NULL)");
+    check_ok(gp.device_count(&count), "gp_device_count");
+    check(count >= 1, "gp_device_count: %d", count);
+    check(strcmp(gp.status_string(GP_ERR_INVALID_ARG), gp.status_string(GP_ERR_NULL_POINTER)) != 0,
+          "gp_status_string: distinct strings");
+    dev_free(a);
+    dev_free(b);
+    dev_free(c);
+    dev_free(d);
+    dev_free(pos);
+}
+
+/* ---- faults --------------------------------------------------------------------------- */
+
+static const char *const header_faults[] = {
+    "gemv_f16_acc",   "rope_wrong_layout", "rope_pos_prev",  "rope_pos_zero",   "gqa_modulo",
+    "kv_slot_off",    "scale_missing",     "scale_twice",    "mask_off_by_one", "splitk_drop_tail",
+    "softmax_no_max", "bias_skipped",      "round_truncate",
+};
+#define N_HEADER_FAULTS ((int)(sizeof header_faults / sizeof header_faults[0]))
+
+/* Output of the op a fault targets, at row count `rows` (1 or 2); fixed data
+ * per fault so that the outputs with and without the fault are comparable. */
+static unsigned char *fault_scenario(int f, int rows, size_t *bytes) {
+    const char *name = header_faults[f];
+    unsigned char *out = NULL;
+    uint64_t saved = rng_state;
+    int status;
+    rng_state = 0x1234567ull + (uint64_t)f * 977u; /* same data each time */
+    if (strcmp(name, "gemv_f16_acc") == 0 || strcmp(name, "splitk_drop_tail") == 0 ||
+        strcmp(name, "bias_skipped") == 0 || strcmp(name, "round_truncate") == 0) {
+        int dtype = strcmp(name, "round_truncate") == 0 ? GP_DTYPE_F16 : GP_DTYPE_F32;
+        int N = 16, K = 103; /* K % 4 != 0, N <= 256: split-K with a tail */
+        int route = strcmp(name, "bias_skipped") == 0 || strcmp(name, "round_truncate") == 0
+                        ? GP_ROUTE_AUTO
+                        : GP_ROUTE_VALU;
+        tensor x = tensor_random(dtype, (size_t)2 * K, 0.05, 1.0);
+        tensor w = tensor_random(dtype, (size_t)N * K, 0.05, 1.0);
+        tensor b = tensor_random(dtype, (size_t)N, 0.05, 1.0);
+        out = run_linear(dtype, route, x.raw, w.raw, b.raw, rows, N, K, &status);
+        *bytes = (size_t)rows * N * gp_dtype_size(dtype);
+        tensor_free(&x);
+        tensor_free(&w);
+        tensor_free(&b);
+    } else if (strncmp(name, "rope_", 5) == 0) {
+        int nh = 2, hd = 16;
+        size_t n = (size_t)rows * nh * hd * 4;
+        int32_t pos[2] = {5, 9};
+        tensor x = tensor_random(GP_DTYPE_F32, (size_t)rows * nh * hd, 0.05, 1.0);
+        void *dx = dev_upload(x.raw, n), *dp = dev_upload(pos, sizeof pos);
+        void *dy = dev_poisoned(n);
+        if (check_ok(gp.rope(GP_DTYPE_F32, GP_ROPE_NEOX, dx, dy, (const int32_t *)dp, rows, nh, hd,
+                             10000.0f),
+                     name)) {
+            out = dev_download_checked(dy, n, 4, name);
+        }
+        *bytes = n;
+        dev_free(dx);
+        dev_free(dp);
+        dev_free(dy);
+        tensor_free(&x);
+    } else if (strcmp(name, "kv_slot_off") == 0) {
+        int kvw = 16, cap = 8, slot = 2;
+        size_t rb = (size_t)kvw * 4;
+        tensor k = tensor_random(GP_DTYPE_F32, (size_t)rows * kvw, 0.05, 1.0);
+        void *dk = dev_upload(k.raw, rows * rb), *dkc = dev_poisoned(cap * rb);
+        void *dvc = dev_poisoned(cap * rb);
+        if (check_ok(gp.kv_append(GP_DTYPE_F32, dk, dk, dkc, dvc, rows, kvw, slot, cap), name)) {
+            out = (unsigned char *)malloc(cap * rb);
+            check_ok(gp.memcpy_d2h(out, dkc, cap * rb), "gp_memcpy_d2h");
+        }
+        *bytes = cap * rb;
+        dev_free(dk);
+        dev_free(dkc);
+        dev_free(dvc);
+        tensor_free(&k);
+    } else if (strcmp(name, "softmax_no_max") == 0) {
+        int nh = 2, nkv = 8, j;
+        size_t n = (size_t)nh * rows * nkv;
+        float *sc = (float *)malloc(n * sizeof(float));
+        void *ds, *dp;
+        for (j = 0; j < (int)n; j++) {
+            sc[j] = 80.0f + 20.0f * (float)(j % 5); /* exp overflows without the max */
+        }
+        ds = dev_upload(sc, n * 4);
+        dp = dev_poisoned(n * 4);
+        if (check_ok(gp.softmax((const float *)ds, (float *)dp, nh, rows, nkv), name)) {
+            out = dev_download_checked(dp, n * 4, 4, name);
+        }
+        *bytes = n * 4;
+        free(sc);
+        dev_free(ds);
+        dev_free(dp);
+    } else { /* attention: gqa_modulo (scores and pv), scale_*, mask_off_by_one */
+        int nh = 4, nkvh = 2, hd = 8, nkv = 8, q_pos0 = 5, qw = nh * hd, kw = nkvh * hd;
+        size_t ns = (size_t)nh * rows * nkv, no = (size_t)rows * qw;
+        tensor q = tensor_random(GP_DTYPE_F32, (size_t)rows * qw, 0.05, 1.0);
+        tensor k = tensor_random(GP_DTYPE_F32, (size_t)nkv * kw, 0.05, 1.0);
+        void *dq = dev_upload(q.raw, q.n * 4), *dk = dev_upload(k.raw, k.n * 4);
+        void *ds = dev_poisoned(ns * 4), *dp = dev_poisoned(ns * 4), *dout = dev_poisoned(no * 4);
+        out = (unsigned char *)calloc(ns * 4 + no * 4, 1);
+        *bytes = ns * 4 + no * 4;
+        if (check_ok(gp.attn_scores(GP_DTYPE_F32, dq, dk, (float *)ds, rows, nkv, nh, nkvh, hd,
+                                    q_pos0, 0.125f, 1),
+                     name)) {
+            unsigned char *s = dev_download_checked(ds, ns * 4, 4, name);
+            memcpy(out, s, ns * 4);
+            free(s);
+        }
+        if (strcmp(name, "gqa_modulo") == 0) {
+            /* pv on fixed probabilities, so the pv fault shows on its own */
+            float *probs = (float *)malloc(ns * 4);
+            size_t t;
+            void *dpr;
+            for (t = 0; t < ns; t++) {
+                probs[t] = 0.125f;
+            }
+            dpr = dev_upload(probs, ns * 4);
+            if (check_ok(
+                    gp.attn_pv(GP_DTYPE_F32, (const float *)dpr, dk, dout, rows, nkv, nh, nkvh, hd),
+                    name)) {
+                unsigned char *o = dev_download_checked(dout, no * 4, 4, name);
+                memcpy(out + ns * 4, o, no * 4);
+                free(o);
+            }
+            free(probs);
+            dev_free(dpr);
+        }
+        dev_free(dq);
+        dev_free(dk);
+        dev_free(ds);
+        dev_free(dp);
+        dev_free(dout);
+        tensor_free(&q);
+        tensor_free(&k);
+    }
+    rng_state = saved;
+    return out;
+}
+
+static void test_faults(void) {
+    int n = gp.fault_count(), i, f;
+    check(n >= N_HEADER_FAULTS, "gp_fault_count: %d < %d", n, N_HEADER_FAULTS);
+    for (f = 0; f < N_HEADER_FAULTS; f++) {
+        int found = 0;
+        for (i = 0; i < n; i++) {
+            const char *nm = gp.fault_name(i);
+            found |= nm != NULL && strcmp(nm, header_faults[f]) == 0;
+        }
+        check(found, "gp_fault_name: %s not listed", header_faults[f]);
+    }
+    for (i = 0; i < n; i++) {
+        const char *nm = gp.fault_name(i);
+        if (!check(nm != NULL, "gp_fault_name(%d) is NULL", i)) {
+            continue;
+        }
+        check_ok(gp.set_fault(nm), nm);
+        check(strcmp(gp.active_fault(), nm) == 0, "gp_active_fault: '%s' after setting '%s'",
+              gp.active_fault(), nm);
+    }
+    check_ok(gp.set_fault(""), "gp_set_fault(\"\")");
+    check(strcmp(gp.active_fault(), "none") == 0, "gp_active_fault after \"\": %s",
+          gp.active_fault());
+    check_ok(gp.set_fault("round_truncate"), "gp_set_fault");
+    check_ok(gp.set_fault("none"), "gp_set_fault(\"none\")");
+    check(strcmp(gp.active_fault(), "none") == 0, "gp_active_fault after none: %s",
+          gp.active_fault());
+    check(gp.set_fault("no_such_fault") == GP_ERR_UNKNOWN_FAULT,
+          "gp_set_fault(no_such_fault) should be GP_ERR_UNKNOWN_FAULT");
+    check(has_word(gp.last_error(), "no_such_fault") || strstr(gp.last_error(), "no_such_fault"),
+          "gp_set_fault message '%s' should name the fault", gp.last_error());
+    check_ok(gp.set_fault("none"), "gp_set_fault(\"none\")");
+
+    /* each fault changes the decode shape (row count 1) and nothing else */
+    for (f = 0; f < N_HEADER_FAULTS; f++) {
+        size_t b1 = 0, b1f = 0, b2 = 0, b2f = 0;
+        unsigned char *clean1 = fault_scenario(f, 1, &b1);
+        unsigned char *clean2 = fault_scenario(f, 2, &b2);
+        unsigned char *faulty1, *faulty2;
+        check_ok(gp.set_fault(header_faults[f]), header_faults[f]);
+        faulty1 = fault_scenario(f, 1, &b1f);
+        faulty2 = fault_scenario(f, 2, &b2f);
+        check_ok(gp.set_fault("none"), "gp_set_fault(none)");
+        if (clean1 && clean2 && faulty1 && faulty2) {
+            check(b1 == b1f && memcmp(clean1, faulty1, b1) != 0,
+                  "fault %s: no effect at row count 1", header_faults[f]);
+            check(b2 == b2f && memcmp(clean2, faulty2, b2) == 0,
+                  "fault %s: changed the output at row count 2", header_faults[f]);
+        } else {
+            check(0, "fault %s: scenario failed", header_faults[f]);
+        }
+        free(clean1);
+        free(clean2);
+        free(faulty1);
+        free(faulty2);
+    }
+}
+
+/* ---- main -------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    int version, route = 0;
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s path/to/libgreta_parity_<backend>.so\n", argv[0]);
+        return 2;
+    }
+    if (!load_library(argv[1])) {
+        printf("abi_selftest: cannot load %s\n", argv[1]);
+        return 1;
+    }
+    version = gp.abi_version();
+    if (!check(version == GP_ABI_VERSION, "gp_abi_version: %d, this test knows %d", version,
+               GP_ABI_VERSION)) {
+        printf("abi_selftest: %ld checks, %ld failures\n", n_checks, n_failures);
+        return 1;
+    }
+    printf("abi_selftest: %s (%s), ABI %d\n", argv[1], gp.backend_name(), version);
+    check(gp.backend_name() != NULL && gp.backend_name()[0] != '\0', "gp_backend_name empty");
+    check(gp.last_launch(&route, NULL, NULL, NULL, NULL, NULL, 0) == GP_ERR_INVALID_ARG,
+          "gp_last_launch before any call should be GP_ERR_INVALID_ARG");
+    check(gp.last_error() != NULL, "gp_last_error is NULL");
+    check_ok(gp.set_fault("none"), "gp_set_fault(none)");
+
+    test_linear();
+    test_rmsnorm();
+    test_rope();
+    test_kv_append();
+    test_attn_scores();
+    test_softmax();
+    test_attn_pv();
+    test_bad_args();
+    test_faults();
+
+    printf("abi_selftest: %ld checks, %ld failures\n", n_checks, n_failures);
+    return n_failures == 0 ? 0 : 1;
+}
