@@ -18,10 +18,20 @@ HIP_INCLUDES := -Ikernels/include -Ikernels/common -I$(HIP_DIR)
 NVCC ?= nvcc
 CUDA_ARCH ?= sm_90
 NVCC_FLAGS ?= -O2
+CUDA_OBJ_DIR := $(BUILD)/cuda-obj
+CUDA_OBJS := $(patsubst $(HIP_DIR)/%.hip,$(CUDA_OBJ_DIR)/%.o,$(HIP_SRCS)) $(CUDA_OBJ_DIR)/gp_common.o
 # -fmad=false: no FMA contraction, the kernels write fmaf() where they mean it.
-$(CUDA_LIB): $(HIP_DEPS) | $(BUILD)
-	$(NVCC) $(NVCC_FLAGS) -arch=$(CUDA_ARCH) -fmad=false -x cu -Xcompiler -fPIC -shared \
-		$(HIP_INCLUDES) -DGP_TARGET_NAME='"$(CUDA_ARCH)"' $(HIP_SRCS) $(HIP_COMMON_SRC) -o $@
+CUDA_CFLAGS = $(NVCC_FLAGS) -arch=$(CUDA_ARCH) -fmad=false -x cu -Xcompiler -fPIC \
+	$(HIP_INCLUDES) -DGP_TARGET_NAME='"$(CUDA_ARCH)"'
+# One object per source (make -j compiles them in parallel), then one link.
+$(CUDA_OBJ_DIR)/%.o: $(HIP_DIR)/%.hip $(HIP_DEPS)
+	@mkdir -p $(@D)
+	$(NVCC) $(CUDA_CFLAGS) -c $< -o $@
+$(CUDA_OBJ_DIR)/gp_common.o: $(HIP_COMMON_SRC) $(HIP_DEPS)
+	@mkdir -p $(@D)
+	$(NVCC) $(CUDA_CFLAGS) -c $< -o $@
+$(CUDA_LIB): $(CUDA_OBJS) | $(BUILD)
+	$(NVCC) -arch=$(CUDA_ARCH) -shared $(CUDA_OBJS) -o $@
 
 kernels-cuda: $(CUDA_LIB)
 
