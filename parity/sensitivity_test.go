@@ -51,9 +51,12 @@ func TestSensitivityFloor(t *testing.T) {
 		fmt.Fprintf(&b, "| %s |", st)
 		for _, dt := range dtype.All {
 			v := floors[dt][st]
-			if math.IsInf(v, 1) {
+			switch {
+			case math.IsInf(v, 1):
 				fmt.Fprintf(&b, " not detected |")
-			} else {
+			case v <= 0x1p-39:
+				fmt.Fprintf(&b, " any change |")
+			default:
 				fmt.Fprintf(&b, " %.2g |", v)
 			}
 		}

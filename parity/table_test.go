@@ -24,6 +24,7 @@ func TestParity(t *testing.T) {
 	if len(cases) == 0 {
 		t.Fatal("the matrix is empty: check -parity.models")
 	}
+	var named []namedCase
 	for _, c := range cases {
 		if forced != gpapi.RouteAuto {
 			if c.Route != gpapi.RouteAuto {
@@ -32,28 +33,50 @@ func TestParity(t *testing.T) {
 			c.Route = forced
 		}
 		c.Bitwise = *flagBitwise
-		name := []string{c.Model.Name, c.Dtype.String(), fmt.Sprintf("S=%d", c.S), c.Route.String()}
+		leaf := c.Route.String()
 		if c.Steps > 1 {
-			name[3] += fmt.Sprintf("/steps=%d", c.Steps)
+			leaf += fmt.Sprintf("_steps=%d", c.Steps)
 		}
-		runNested(t, name, func(t *testing.T) {
-			res := checkCase(t, lib, c)
-			if t.Failed() {
-				return
-			}
-			checkAttestation(t, c, res)
-		})
+		named = append(named, namedCase{[]string{c.Model.Name, c.Dtype.String(), fmt.Sprintf("S=%d", c.S), leaf}, c})
 	}
+	runTree(t, named, func(t *testing.T, c harness.Case) {
+		res := checkCase(t, lib, c)
+		if !t.Failed() {
+			checkAttestation(t, c, res)
+		}
+	})
 }
 
-// runNested runs f as nested subtests named by parts, so -run can select
-// any level (TestParity/llama3-8b/f16/S=129/auto).
-func runNested(t *testing.T, parts []string, f func(t *testing.T)) {
-	if len(parts) == 0 {
-		f(t)
-		return
+type namedCase struct {
+	path []string
+	c    harness.Case
+}
+
+// runTree runs cases as nested subtests, one level per path element,
+// grouping consecutive cases that share a prefix, so -run can select any
+// level: TestParity/llama3-8b/f16/S=129/auto.
+func runTree(t *testing.T, cases []namedCase, f func(*testing.T, harness.Case)) {
+	for i := 0; i < len(cases); {
+		j := i + 1
+		if len(cases[i].path) > 1 {
+			for j < len(cases) && len(cases[j].path) > 1 && cases[j].path[0] == cases[i].path[0] {
+				j++
+			}
+		}
+		group := cases[i:j]
+		t.Run(group[0].path[0], func(t *testing.T) {
+			if len(group[0].path) == 1 {
+				f(t, group[0].c)
+				return
+			}
+			sub := make([]namedCase, len(group))
+			for k, g := range group {
+				sub[k] = namedCase{g.path[1:], g.c}
+			}
+			runTree(t, sub, f)
+		})
+		i = j
 	}
-	t.Run(parts[0], func(t *testing.T) { runNested(t, parts[1:], f) })
 }
 
 // checkAttestation proves which kernels were compared: on AUTO, prefill

@@ -3,6 +3,7 @@ package harness
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 
 	"github.com/gretacore/parity/internal/dtype"
@@ -46,15 +47,34 @@ type gen struct {
 	dist Dist
 }
 
+// fillChunk is the number of values drawn from one PCG stream: large
+// tensors are drawn in parallel chunks, each from its own stream seeded by
+// (the generator's next value, chunk index), so the values do not depend on
+// the number of cores.
+const fillChunk = 1 << 18
+
 func (g gen) fill(n int, scale float64) []float64 {
 	out := make([]float64, n)
-	for i := range out {
-		v := g.r.NormFloat64()
-		if g.dist == DistPositive {
-			v = math.Abs(v)
-		}
-		out[i] = g.dt.Round(v * scale)
+	base := g.r.Uint64()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for c := 0; c*fillChunk < n; c++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(c int) {
+			defer func() { <-sem; wg.Done() }()
+			r := rand.New(rand.NewPCG(base, uint64(c)))
+			end := min((c+1)*fillChunk, n)
+			for i := c * fillChunk; i < end; i++ {
+				v := r.NormFloat64()
+				if g.dist == DistPositive {
+					v = math.Abs(v)
+				}
+				out[i] = g.dt.Round(v * scale)
+			}
+		}(c)
 	}
+	wg.Wait()
 	return out
 }
 

@@ -68,9 +68,19 @@ const (
 // length-n f32 reduction.
 func Gamma(n int) float64 { return Lambda * math.Sqrt(float64(n)) * UAcc }
 
-// floor is the absolute error of one rounding near zero (half the smallest
-// subnormal spacing is below this; we use the smallest normal times u).
-func floor(dt dtype.Dtype) float64 { return dt.MinNormal() * dt.UnitRoundoff() }
+// floor is the absolute error allowed near zero, where rounding error is
+// absolute rather than relative. For f32 results it is the smallest normal
+// value: GPU f32 arithmetic may flush subnormal results to zero (and an
+// expf or a division landing in the subnormal range rounds to the subnormal
+// grid, 2^-149, twice), so anything below 2^-126 is indistinguishable from
+// 0. For f16/bf16 storage, whose subnormals GPUs keep, it is two subnormal
+// spacings, 4·MinNormal·u (one rounding of the value, one of its input).
+func floor(dt dtype.Dtype) float64 {
+	if dt == dtype.F32 {
+		return dt.MinNormal()
+	}
+	return 4 * dt.MinNormal() * dt.UnitRoundoff()
+}
 
 // Linear returns the local bound of y = x·Wᵀ + b for one row:
 //

@@ -25,6 +25,29 @@
 
 static float f16_acc(float v) { return gp_f16_to_f32(gp_f32_to_f16_rn(v)); }
 
+/* dot_mfma for four rows of x at once against one row of W: four
+ * independent chains hide the FMA latency; each row's order is exactly
+ * dot_mfma's. x rows are K apart. */
+static void dot_mfma4(const float *x, const float *w, int K, float out[4]) {
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int k0, k, j;
+    for (k0 = 0; k0 < K; k0 += GP_CPU_MFMA_TILE_K) {
+        int k1 = k0 + GP_CPU_MFMA_TILE_K < K ? k0 + GP_CPU_MFMA_TILE_K : K;
+        float partial[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (k = k0; k < k1; k++) {
+            for (j = 0; j < 4; j++) {
+                partial[j] = fmaf(x[(size_t)j * (size_t)K + (size_t)k], w[k], partial[j]);
+            }
+        }
+        for (j = 0; j < 4; j++) {
+            acc[j] += partial[j];
+        }
+    }
+    for (j = 0; j < 4; j++) {
+        out[j] = acc[j];
+    }
+}
+
 static float dot_mfma(const float *x, const float *w, int K) {
     float acc = 0.0f;
     int k0, k;
@@ -46,11 +69,18 @@ static float dot_valu_split(const float *x, const float *w, int begin, int end, 
     for (l = 0; l < GP_CPU_LANES; l++) {
         lane[l] = 0.0f;
     }
-    for (k = begin; k < end; k++) {
-        l = (k - begin) % GP_CPU_LANES;
-        lane[l] = fmaf(x[k], w[k], lane[l]);
+    /* Lane l takes k = begin + l, begin + l + 64, ...: one pass of 64
+     * independent chains per step, which the compiler vectorizes. */
+    for (k = begin; k < end; k += GP_CPU_LANES) {
+        int n_l = end - k < GP_CPU_LANES ? end - k : GP_CPU_LANES;
         if (f16) {
-            lane[l] = f16_acc(lane[l]);
+            for (l = 0; l < n_l; l++) {
+                lane[l] = f16_acc(fmaf(x[k + l], w[k + l], lane[l]));
+            }
+        } else {
+            for (l = 0; l < n_l; l++) {
+                lane[l] = fmaf(x[k + l], w[k + l], lane[l]);
+            }
         }
     }
     for (off = GP_CPU_LANES / 2; off >= 1; off /= 2) {
@@ -113,11 +143,29 @@ int gp_linear(int dtype, int route, const void *x, const void *w, const void *bi
         return GP_ERR_OUT_OF_MEMORY;
     }
 
-    for (m = 0; m < M; m++) {
-        const float *xr = xf + (size_t)m * (size_t)K;
-        for (n = 0; n < N; n++) {
-            const float *wr = wf + (size_t)n * (size_t)K;
-            float acc;
+    /* W rows outermost (each is reused by every x row while in cache) and
+     * spread over threads: every output element is computed by one thread
+     * in its route's fixed order, so results do not depend on the thread
+     * count. */
+#pragma omp parallel for schedule(static) private(m)
+    for (n = 0; n < N; n++) {
+        const float *wr = wf + (size_t)n * (size_t)K;
+        for (m = 0; m < M; m++) {
+            const float *xr = xf + (size_t)m * (size_t)K;
+            float acc, acc4[4];
+            int j;
+            if (ran == GP_ROUTE_MFMA && m + 4 <= M) {
+                dot_mfma4(xr, wr, K, acc4);
+                for (j = 0; j < 4; j++) {
+                    acc = acc4[j];
+                    if (bias_on) {
+                        acc += bf[n];
+                    }
+                    gp_store(dtype, y, (size_t)(m + j) * (size_t)N + (size_t)n, acc, rz);
+                }
+                m += 3;
+                continue;
+            }
             if (ran == GP_ROUTE_MFMA) {
                 acc = dot_mfma(xr, wr, K);
             } else {

@@ -84,8 +84,19 @@ float *gp_cpu_to_f32(const char *fn, int dtype, const void *src, size_t n) {
         gp_fail(GP_ERR_OUT_OF_MEMORY, "%s: scratch of %zu elements: out of memory", fn, n);
         return NULL;
     }
-    for (i = 0; i < n; i++) {
-        dst[i] = gp_load(dtype, src, i);
+    /* One loop per dtype, spread over threads: weights are converted on
+     * every call, and this is most of a decode call's time. */
+    if (dtype == GP_DTYPE_F16) {
+        const uint16_t *h = (const uint16_t *)src;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (i = 0; i < n; i++) {
+            dst[i] = gp_f16_to_f32(h[i]);
+        }
+    } else {
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (i = 0; i < n; i++) {
+            dst[i] = gp_load(dtype, src, i);
+        }
     }
     return dst;
 }
