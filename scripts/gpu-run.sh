@@ -107,7 +107,10 @@ sanitize() {
         "$SELFTEST" "$LIB" >"$log" 2>&1
     rc=$?
     cap_log "$log"
-    n=$(grep -o 'ERROR SUMMARY: [0-9]* error' "$log" | tail -n 1 | grep -o '[0-9]*')
+    # memcheck/initcheck: "ERROR SUMMARY: N errors"; racecheck: "RACECHECK
+    # SUMMARY: H hazards displayed (N errors, W warnings)".
+    n=$(grep -o 'ERROR SUMMARY: [0-9]* error\|SUMMARY: .*(\([0-9]*\) error' "$log" | tail -n 1 |
+        sed 's/.*[:(] *\([0-9]*\) error.*/\1/')
     if [ $rc -eq 124 ]; then
         row "$tool" FAIL "timed out after $((SECONDS - t0)) s (errors so far: ${n:-?})"
     elif [ "${n:-x}" = 0 ] && [ $rc -ne 99 ]; then
@@ -133,8 +136,9 @@ fi
 # ---- 5. Go parity suite (optional) ----
 if [ -x "$BUILD/parity.test" ] && [ -f "$LIB" ]; then
     t0=$SECONDS
-    timeout $(($(left) > 20 ? $(left) : 20)) "$BUILD/parity.test" -test.v \
-        -parity.require-device -parity.lib "$LIB" "$@" >"$OUT/parity.log" 2>&1
+    # A Go test binary runs in its package directory (testdata/ is relative).
+    (cd parity && timeout $(($(left) > 20 ? $(left) : 20)) "$BUILD/parity.test" -test.v \
+        -parity.require-device -parity.lib "$LIB" "$@") >"$OUT/parity.log" 2>&1
     rc=$?
     cap_log "$OUT/parity.log"
     pass=$(grep -c -- '^--- PASS\|^    --- PASS' "$OUT/parity.log")

@@ -3,14 +3,19 @@
  * the row maximum subtracted first (-INFINITY maps to 0).
  *
  * One block per row. Thread t owns the keys t, t + 256, ...: the row maximum
- * (exact whatever the order), then the sum of expf(s - max) over its keys in
- * increasing order, reduced by gp_block_sum in a fixed tree, then
- * probs = expf(s - max) / sum. Masked keys contribute exact zeros wherever
- * they sit, so a decode row with n_kv = q_pos0 + 1 equals the same row of a
- * longer causal prefill bit for bit. Fault softmax_no_max (n_q == 1): no
- * max subtraction.
+ * (exact whatever the order), then the sum of e = exp(s - max) over its keys
+ * in increasing order, reduced by gp_block_sum in a fixed tree, then
+ * probs = e / sum. s - max is an f32 subtraction; its exponential is taken
+ * in double and rounded once to f32 (softmax_exp): but for double rounding
+ * the correctly rounded f32 value on every vendor, subnormals included,
+ * where the vendors' own f32 expf differ by an ulp or more. Masked keys
+ * contribute exact zeros wherever they sit, so a decode row with
+ * n_kv = q_pos0 + 1 equals the same row of a longer causal prefill bit for
+ * bit. Fault softmax_no_max (n_q == 1): no max subtraction.
  */
 #include "gp_hip.h"
+
+__device__ __forceinline__ float softmax_exp(float d) { return (float)exp((double)d); }
 
 __global__ __launch_bounds__(GP_BLOCK) void softmax_kernel(const float *__restrict__ scores,
                                                            float *__restrict__ probs,
@@ -29,11 +34,11 @@ __global__ __launch_bounds__(GP_BLOCK) void softmax_kernel(const float *__restri
         }
         float sum = 0.0f;
         for (int j = threadIdx.x; j < n_kv; j += GP_BLOCK) {
-            sum += expf(s[j] - mx);
+            sum += softmax_exp(s[j] - mx);
         }
         sum = gp_block_sum(sum, scratch);
         for (int j = threadIdx.x; j < n_kv; j += GP_BLOCK) {
-            p[j] = expf(s[j] - mx) / sum;
+            p[j] = softmax_exp(s[j] - mx) / sum;
         }
     }
 }
