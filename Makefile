@@ -13,7 +13,7 @@ CPU_LIB := $(BUILD)/libgreta_parity_cpu.so
 CUDA_LIB := $(BUILD)/libgreta_parity_cuda.so
 ROCM_LIB := $(BUILD)/libgreta_parity_rocm.so
 
-.PHONY: all help test vet fmt-check
+.PHONY: all help test vet fmt-check parity fuzz-short
 
 all: kernels-cpu
 
@@ -28,6 +28,7 @@ help:
 
 include kernels/cpu/cpu.mk
 include kernels/hip/hip.mk
+-include ci.mk
 
 $(BUILD):
 	mkdir -p $(BUILD)
@@ -38,5 +39,27 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# The README's test command: every Go test on the CPU backend (table,
+# properties, mutations, bad inputs), then a short fuzz of the trace parser.
 test: kernels-cpu
 	$(GO) test $(GOFLAGS_TEST) ./...
+	$(MAKE) --no-print-directory fuzz-short
+
+fuzz-short:
+	$(GO) test ./internal/trace -run '^$$' -fuzz FuzzParse -fuzztime 10s
+
+# One command on a fresh Debian/Ubuntu machine (as root): install the
+# toolchain packages, then run the tests.
+parity:
+	@command -v gcc >/dev/null && command -v make >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc make libc6-dev)
+	@command -v $(GO) >/dev/null || { echo "Go 1.26 is required: https://go.dev/dl/"; exit 1; }
+	$(MAKE) test
+
+# Test binaries for GPU machines without Go: build here, copy with the
+# working tree, run there (scripts/gpu-run.sh compiles the kernels there).
+.PHONY: gpu-bundle-cuda gpu-bundle-rocm
+gpu-bundle-cuda: | $(BUILD)
+	$(GO) test -c -tags cuda -o $(BUILD)/parity.test ./parity
+gpu-bundle-rocm: | $(BUILD)
+	$(GO) test -c -tags rocm -o $(BUILD)/parity-rocm.test ./parity
