@@ -39,7 +39,10 @@ func TestParity(t *testing.T) {
 		}
 		named = append(named, namedCase{[]string{c.Model.Name, c.Dtype.String(), fmt.Sprintf("S=%d", c.S), leaf}, c})
 	}
-	runTree(t, named, func(t *testing.T, c harness.Case) {
+	// Levels 0 and 1 (model, dtype) run in order, so one set of weights is
+	// on the device at a time; S and route run in parallel within them (the
+	// library serializes kernel calls; references and checks overlap).
+	runTree(t, named, 2, func(t *testing.T, c harness.Case) {
 		res := checkCase(t, lib, c)
 		if !t.Failed() {
 			checkAttestation(t, c, res)
@@ -55,7 +58,8 @@ type namedCase struct {
 // runTree runs cases as nested subtests, one level per path element,
 // grouping consecutive cases that share a prefix, so -run can select any
 // level: TestParity/llama3-8b/f16/S=129/auto.
-func runTree(t *testing.T, cases []namedCase, f func(*testing.T, harness.Case)) {
+// Levels from parallelFrom down run with t.Parallel.
+func runTree(t *testing.T, cases []namedCase, parallelFrom int, f func(*testing.T, harness.Case)) {
 	for i := 0; i < len(cases); {
 		j := i + 1
 		if len(cases[i].path) > 1 {
@@ -65,6 +69,9 @@ func runTree(t *testing.T, cases []namedCase, f func(*testing.T, harness.Case)) 
 		}
 		group := cases[i:j]
 		t.Run(group[0].path[0], func(t *testing.T) {
+			if parallelFrom <= 0 {
+				t.Parallel()
+			}
 			if len(group[0].path) == 1 {
 				f(t, group[0].c)
 				return
@@ -73,7 +80,7 @@ func runTree(t *testing.T, cases []namedCase, f func(*testing.T, harness.Case)) 
 			for k, g := range group {
 				sub[k] = namedCase{g.path[1:], g.c}
 			}
-			runTree(t, sub, f)
+			runTree(t, sub, parallelFrom-1, f)
 		})
 		i = j
 	}

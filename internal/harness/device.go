@@ -3,6 +3,7 @@ package harness
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/gretacore/parity/internal/dtype"
@@ -62,13 +63,22 @@ func (d *device) free() {
 // hungKernels remembers a library whose kernel missed its deadline: the
 // stuck call still holds it, so every later case fails fast instead of
 // hanging behind it.
-var hungKernels = map[*gpapi.Lib]error{}
+var hungKernels = struct {
+	sync.Mutex
+	m map[*gpapi.Lib]error
+}{m: map[*gpapi.Lib]error{}}
+
+func hungErr(l *gpapi.Lib) error {
+	hungKernels.Lock()
+	defer hungKernels.Unlock()
+	return hungKernels.m[l]
+}
 
 // launch poisons outs, runs f and a synchronize under the watchdog, then
 // checks the guards of outs and of extra (buffers the kernel writes in part,
 // such as the KV cache). what names the stage and path for messages.
 func (d *device) launch(what string, outs, extra []*tensor, f func() (gpapi.Launch, error)) (gpapi.Launch, error) {
-	if err := hungKernels[d.lib]; err != nil {
+	if err := hungErr(d.lib); err != nil {
 		return gpapi.Launch{}, fmt.Errorf("%s: not run: an earlier kernel hung: %w", what, err)
 	}
 	for _, t := range outs {
@@ -93,7 +103,9 @@ func (d *device) launch(what string, outs, extra []*tensor, f func() (gpapi.Laun
 	case r = <-done:
 	case <-time.After(d.timeout):
 		err := fmt.Errorf("%s: kernel did not return within %v (watchdog)", what, d.timeout)
-		hungKernels[d.lib] = err
+		hungKernels.Lock()
+		hungKernels.m[d.lib] = err
+		hungKernels.Unlock()
 		return gpapi.Launch{}, err
 	}
 	if r.err != nil {

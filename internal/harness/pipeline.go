@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/gretacore/parity/internal/dtype"
@@ -94,7 +95,10 @@ func Execute(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration) (*Trace,
 				err = ae.err
 			}
 		}()
-		w := weightsOn(alloc, in.W, dt, dm)
+		w, err := weightsOn(lib, in.W, dt)
+		if err != nil {
+			return err
+		}
 		pre, err := runPrefill(d, alloc, c, dm, w, in)
 		if err != nil {
 			return err
@@ -123,21 +127,69 @@ func (w *weightBufs) bias(t *tensor) uintptr {
 	return t.buf.Ptr
 }
 
-func weightsOn(alloc func(string, dtype.Dtype, int) *tensor, W *Weights, dt dtype.Dtype, dm dims) *weightBufs {
-	up := func(name string, v []float64) *tensor {
+// deviceWeights keeps the last weights uploaded to each library: the table
+// runs every S and route of one (model, dtype) in a row, and re-encoding
+// and uploading 4096×4096 matrices per case would dominate a GPU run.
+// Cases of one key may run in parallel; they only read the weights.
+var deviceWeights = struct {
+	sync.Mutex
+	m map[*gpapi.Lib]*uploaded
+}{m: map[*gpapi.Lib]*uploaded{}}
+
+type uploaded struct {
+	w    *Weights
+	dt   dtype.Dtype
+	bufs *weightBufs
+	all  []*gpapi.Buffer
+}
+
+// weightsOn returns device copies of W, uploading them unless the library
+// already holds exactly these weights. The previous weights are freed when
+// a different set is uploaded.
+func weightsOn(lib *gpapi.Lib, W *Weights, dt dtype.Dtype) (*weightBufs, error) {
+	deviceWeights.Lock()
+	defer deviceWeights.Unlock()
+	if u := deviceWeights.m[lib]; u != nil && u.w == W && u.dt == dt {
+		return u.bufs, nil
+	}
+	if u := deviceWeights.m[lib]; u != nil {
+		for _, b := range u.all {
+			b.Free()
+		}
+		delete(deviceWeights.m, lib)
+	}
+	u := &uploaded{w: W, dt: dt}
+	up := func(name string, v []float64) (*tensor, error) {
 		if v == nil {
-			return nil
+			return nil, nil
 		}
-		t := alloc(name, dt, len(v))
-		if err := t.upload(v); err != nil {
-			panic(allocErr{err})
+		b, err := lib.Alloc(name, len(v)*dt.Size())
+		if err != nil {
+			return nil, err
 		}
-		return t
+		u.all = append(u.all, b)
+		t := &tensor{buf: b, dt: dt, n: len(v)}
+		return t, t.upload(v)
 	}
-	return &weightBufs{
-		norm: up("rms weight", W.NormW), wq: up("Wq", W.Wq), wk: up("Wk", W.Wk), wv: up("Wv", W.Wv),
-		wo: up("Wo", W.Wo), bq: up("bq", W.Bq), bk: up("bk", W.Bk), bv: up("bv", W.Bv),
+	wb := &weightBufs{}
+	for _, x := range []struct {
+		dst  **tensor
+		name string
+		v    []float64
+	}{{&wb.norm, "rms weight", W.NormW}, {&wb.wq, "Wq", W.Wq}, {&wb.wk, "Wk", W.Wk}, {&wb.wv, "Wv", W.Wv},
+		{&wb.wo, "Wo", W.Wo}, {&wb.bq, "bq", W.Bq}, {&wb.bk, "bk", W.Bk}, {&wb.bv, "bv", W.Bv}} {
+		t, err := up(x.name, x.v)
+		if err != nil {
+			for _, b := range u.all {
+				b.Free()
+			}
+			return nil, err
+		}
+		*x.dst = t
 	}
+	u.bufs = wb
+	deviceWeights.m[lib] = u
+	return wb, nil
 }
 
 // prefillState keeps prefill's device buffers the decode paths read.
