@@ -54,6 +54,12 @@ func (d *device) allocPos(name string, pos []int32) (*gpapi.Buffer, error) {
 }
 
 func (d *device) free() {
+	if hungErr(d.lib) != nil {
+		// The stuck call holds the library: freeing would block behind it.
+		// The buffers leak with the unusable library.
+		d.bufs = nil
+		return
+	}
 	for _, b := range d.bufs {
 		b.Free()
 	}

@@ -73,6 +73,9 @@ func caseDims(c Case) dims {
 
 // Execute runs the case's prefill and decode paths on lib.
 func Execute(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration) (*Trace, error) {
+	if err := hungErr(lib); err != nil {
+		return nil, fmt.Errorf("case %s not run: an earlier kernel hung: %w", c.Name(), err)
+	}
 	d := &device{lib: lib, timeout: timeout}
 	defer d.free()
 	dm := caseDims(c)
