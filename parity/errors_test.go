@@ -21,7 +21,8 @@ func buildStub(t *testing.T, name string) string {
 		t.Skip("gcc not found: cannot build the stub library")
 	}
 	out := filepath.Join(t.TempDir(), name+".so")
-	if b, err := exec.Command(cc, "-shared", "-fPIC", "-o", out, filepath.Join("testdata", name+".c")).CombinedOutput(); err != nil {
+	inc := "-I" + filepath.Join(moduleRoot(), "kernels", "include")
+	if b, err := exec.Command(cc, "-shared", "-fPIC", inc, "-o", out, filepath.Join("testdata", name+".c")).CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, b)
 	}
 	return out

@@ -14,7 +14,7 @@ func TestCompareStageChecksCanFail(t *testing.T) {
 	tol := []float64{0.01, 0.01, 0.01, 0}
 	run := func(d []float64, dBits []uint32, bitwise bool) StageResult {
 		var sr StageResult
-		compareStage(&sr, d, p, dBits, bits, tol, p, tol, p, tol, p, bitwise)
+		compareStage(&sr, d, p, dBits, bits, tol, nil, p, tol, p, tol, p, bitwise)
 		return sr
 	}
 	if sr := run(p, bits, true); !sr.OK() || !sr.Bitwise || sr.Margin != 0 {
@@ -52,12 +52,29 @@ func TestFACheck(t *testing.T) {
 	p := []float64{1.001, 1}
 	tol := []float64{1e-4, 1e-4}
 	var ok, bad StageResult
-	compareStage(&ok, []float64{1.0015, 1}, p, []uint32{1, 0}, []uint32{2, 0}, []float64{1, 1}, chain, []float64{1, 1}, chain, []float64{1, 1}, chain, false)
-	compareStage(&bad, []float64{1.005, 1}, p, []uint32{1, 0}, []uint32{2, 0}, tol, chain, []float64{1, 1}, chain, []float64{1, 1}, chain, false)
+	compareStage(&ok, []float64{1.0015, 1}, p, []uint32{1, 0}, []uint32{2, 0}, []float64{1, 1}, nil, chain, []float64{1, 1}, chain, []float64{1, 1}, chain, false)
+	compareStage(&bad, []float64{1.005, 1}, p, []uint32{1, 0}, []uint32{2, 0}, tol, nil, chain, []float64{1, 1}, chain, []float64{1, 1}, chain, false)
 	if slices.Contains(ok.Fails, CheckFA) {
 		t.Errorf("decode error 1.5e-3 vs prefill 1e-3 fails FA: %+v", ok)
 	}
 	if !slices.Contains(bad.Fails, CheckFA) {
 		t.Errorf("decode error 5e-3 vs prefill 1e-3 passes FA: %+v", bad)
+	}
+}
+
+// TestCarriedDifference: a chained difference explained by the propagated
+// bound passes with margin 0; beyond prop + local it fails.
+func TestCarriedDifference(t *testing.T) {
+	p := []float64{1, 2}
+	local := []float64{0.01, 0.01}
+	prop := []float64{0.5, 0}
+	var ok, bad StageResult
+	compareStage(&ok, []float64{1.5, 2}, p, []uint32{1, 0}, []uint32{2, 0}, local, prop, []float64{1.5, 2}, local, p, local, []float64{1.5, 2}, false)
+	if !ok.OK() || ok.Margin != 0 {
+		t.Errorf("carried difference: %+v, want ok with margin 0", ok)
+	}
+	compareStage(&bad, []float64{1.52, 2}, p, []uint32{1, 0}, []uint32{2, 0}, local, prop, []float64{1.52, 2}, local, p, local, []float64{1.52, 2}, false)
+	if !slices.Contains(bad.Fails, CheckPair) || math.Abs(bad.Margin-2) > 1e-6 {
+		t.Errorf("0.02 beyond the carried 0.5 with local 0.01: %+v, want pair failure, margin 2", bad)
 	}
 }

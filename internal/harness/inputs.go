@@ -96,8 +96,9 @@ func NewInputs(c Case) *Inputs {
 	if c.Dist == DistOutliers {
 		// A few hidden channels 100x larger in every token, as in real
 		// LLM activations; channel choice is part of the seed.
-		for k := 0; k < 3; k++ {
-			ch := g.r.IntN(m.Hidden)
+		// Distinct channels: a channel drawn twice would be scaled 10^4
+		// and overflow f16 (a generator bug the GPU soak found).
+		for _, ch := range g.r.Perm(m.Hidden)[:min(3, m.Hidden)] {
 			for t := 0; t < c.P(); t++ {
 				x[t*m.Hidden+ch] = c.Dtype.Round(x[t*m.Hidden+ch] * 100)
 			}

@@ -156,20 +156,17 @@ func Evaluate(c Case, in *Inputs, tr *Trace) *Result {
 			for _, st := range stage.All() {
 				sr := StageResult{Stage: st, Mode: mode, Step: t}
 				refD, tolD := refP[st], tolP[st]
-				tol := make([]float64, len(tolP[st]))
+				var prop []float64
 				if mode == Chained {
 					inD := k.inputsOf(st, dec)
 					refD, tolD = k.local(st, inD, r, pos)
-					prop := k.prop(st, inD, inP[st], refP[st], r, pos)
-					for i := range tol {
-						tol[i] = tolD[i] + tolP[st][i] + prop[i]
-					}
-				} else {
-					for i := range tol {
-						tol[i] = 2 * tolP[st][i]
-					}
+					prop = k.prop(st, inD, inP[st], refP[st], r, pos)
 				}
-				compareStage(&sr, dec.Out[st], pre.Out[st], dec.Bits[st], pre.Bits[st], tol, refD, tolD, refP[st], tolP[st], res.Chain[t][st], bitwise)
+				local := make([]float64, len(tolP[st]))
+				for i := range local {
+					local[i] = tolD[i] + tolP[st][i]
+				}
+				compareStage(&sr, dec.Out[st], pre.Out[st], dec.Bits[st], pre.Bits[st], local, prop, refD, tolD, refP[st], tolP[st], res.Chain[t][st], bitwise)
 				res.Stages = append(res.Stages, sr)
 			}
 		}

@@ -1,2 +1,4 @@
 /* A library with the right ABI version but none of the entry points. */
-int gp_abi_version(void) { return 1; }
+#include "greta_parity.h"
+
+int gp_abi_version(void) { return GP_ABI_VERSION; }
