@@ -15,7 +15,8 @@ import (
 )
 
 // ABIVersion is the GP_ABI_VERSION this binding was written against.
-const ABIVersion = 1
+// Version 2 added gp_memcpy_d2d and GP_ROUTE_BLAS.
+const ABIVersion = 2
 
 // Status is a gp_status code.
 type Status int32
@@ -88,6 +89,8 @@ type Lib struct {
 	memcpyH2D func(dst uintptr, src *byte, bytes uint64) int32
 	// int gp_memcpy_d2h(void *dst_host, const void *src_device, size_t bytes);
 	memcpyD2H func(dst *byte, src uintptr, bytes uint64) int32
+	// int gp_memcpy_d2d(void *dst_device, const void *src_device, size_t bytes);
+	memcpyD2D func(dst, src uintptr, bytes uint64) int32
 	// int gp_synchronize(void);
 	synchronize func() int32
 	// int gp_rmsnorm(int dtype, const void *x, const void *w, void *y, int rows, int dim, float eps);
@@ -147,6 +150,7 @@ func Open(path string) (*Lib, error) {
 		{&l.free, "gp_free"},
 		{&l.memcpyH2D, "gp_memcpy_h2d"},
 		{&l.memcpyD2H, "gp_memcpy_d2h"},
+		{&l.memcpyD2D, "gp_memcpy_d2d"},
 		{&l.synchronize, "gp_synchronize"},
 		{&l.rmsnorm, "gp_rmsnorm"},
 		{&l.linear, "gp_linear"},
@@ -203,6 +207,21 @@ func (l *Lib) DeviceCount() (int, error) {
 	}
 	return int(n), nil
 }
+
+// CopyD2D calls gp_memcpy_d2d: bytes from device src to device dst
+// (asynchronous where the backend is; the regions must not overlap).
+func (l *Lib) CopyD2D(dst, src uintptr, bytes int) error {
+	if bytes < 0 {
+		return fmt.Errorf("gp_memcpy_d2d: bytes=%d must be >= 0", bytes)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.check("gp_memcpy_d2d", l.memcpyD2D(dst, src, uint64(bytes)))
+}
+
+// ABIVersionCall calls gp_abi_version through purego: the cheapest call the
+// ABI has, used to measure the binding's per-call overhead.
+func (l *Lib) ABIVersionCall() int { return int(l.abiVersion()) }
 
 // Synchronize waits for the device and reports asynchronous failures.
 func (l *Lib) Synchronize() error {

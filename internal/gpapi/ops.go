@@ -13,6 +13,11 @@ const (
 	RouteAuto Route = 0 // MFMA for M > 1, VALU for M == 1
 	RouteMFMA Route = 1 // matrix-core tiled GEMM
 	RouteVALU Route = 2 // per-row GEMV
+	// RouteBLAS is the vendor library's GEMM (cuBLAS, hipBLASLt/rocBLAS):
+	// a benchmark anchor only. It is not batch invariant, so it is no
+	// parity route (not in harness.Routes, not accepted by ParseRoute), and
+	// a backend without a vendor library returns ErrUnsupported.
+	RouteBLAS Route = 3
 )
 
 func (r Route) String() string {
@@ -23,6 +28,8 @@ func (r Route) String() string {
 		return "mfma"
 	case RouteVALU:
 		return "valu"
+	case RouteBLAS:
+		return "blas"
 	}
 	return fmt.Sprintf("route(%d)", int32(r))
 }

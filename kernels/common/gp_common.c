@@ -170,6 +170,7 @@ int gp_valu_split_k(int N, int K) {
 }
 
 int gp_resolve_route(int route, int M) {
+    /* AUTO never resolves to BLAS: the vendor GEMM is not batch invariant. */
     if (route == GP_ROUTE_AUTO) {
         return M > 1 ? GP_ROUTE_MFMA : GP_ROUTE_VALU;
     }
@@ -197,6 +198,8 @@ const char *gp_route_name(int route) {
         return "mfma";
     case GP_ROUTE_VALU:
         return "valu";
+    case GP_ROUTE_BLAS:
+        return "blas";
     default:
         return "?";
     }
@@ -334,9 +337,11 @@ int gp_check_linear(int dtype, int route, const void *x, const void *w, void *y,
     if ((rc = check_dtype(fn, dtype)) != GP_OK) {
         return rc;
     }
-    if (route != GP_ROUTE_AUTO && route != GP_ROUTE_MFMA && route != GP_ROUTE_VALU) {
+    if (route != GP_ROUTE_AUTO && route != GP_ROUTE_MFMA && route != GP_ROUTE_VALU &&
+        route != GP_ROUTE_BLAS) {
         return gp_fail(GP_ERR_INVALID_ARG,
-                       "%s: route=%d is not a gp_route (0=auto, 1=mfma, 2=valu)", fn, route);
+                       "%s: route=%d is not a gp_route (0=auto, 1=mfma, 2=valu, 3=blas)", fn,
+                       route);
     }
     /* M is a row count: bounded by GP_MAX_SEQ (GP_MAX_DIM excludes it). */
     if ((rc = check_range(fn, "M", M, GP_MAX_SEQ)) != GP_OK) {

@@ -74,11 +74,11 @@ int gp_fault_on(int fault, int rows);
 /* The header's VALU split-K policy: GP_VALU_SPLIT_K if N <=
  * GP_VALU_SPLIT_MAX_N and K >= GP_VALU_SPLIT_K, else 1. */
 int gp_valu_split_k(int N, int K);
-/* Resolves GP_ROUTE_AUTO: MFMA for M > 1, VALU for M == 1. Other routes are
- * returned unchanged. */
+/* Resolves GP_ROUTE_AUTO: MFMA for M > 1, VALU for M == 1 (never BLAS). Other
+ * routes, GP_ROUTE_BLAS included, are returned unchanged. */
 int gp_resolve_route(int route, int M);
 
-/* Short names for messages: "f32", "mfma", "neox", ... ("?" if unknown). */
+/* Short names for messages: "f32", "mfma", "blas", "neox", ... ("?" if unknown). */
 const char *gp_dtype_name(int dtype);
 const char *gp_route_name(int route);
 const char *gp_layout_name(int layout);
@@ -87,7 +87,8 @@ const char *gp_layout_name(int layout);
 
 int gp_check_device_count(const int *count);
 int gp_check_malloc(void **ptr, size_t bytes);
-/* fn is "gp_memcpy_h2d" or "gp_memcpy_d2h"; bytes == 0 is a valid no-op. */
+/* fn is "gp_memcpy_h2d", "gp_memcpy_d2h" or "gp_memcpy_d2d"; bytes == 0 is a
+ * valid no-op. */
 int gp_check_memcpy(const char *fn, void *dst, const void *src, size_t bytes);
 
 int gp_check_rmsnorm(int dtype, const void *x, const void *w, void *y, int rows, int dim,

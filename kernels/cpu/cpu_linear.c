@@ -123,6 +123,11 @@ int gp_linear(int dtype, int route, const void *x, const void *w, const void *bi
         return rc;
     }
     ran = gp_resolve_route(route, M);
+    if (ran == GP_ROUTE_BLAS) {
+        return gp_fail(GP_ERR_UNSUPPORTED,
+                       "gp_linear: route=3 (blas): the cpu backend has no vendor BLAS library; "
+                       "use route 1 (mfma) or 2 (valu)");
+    }
     if (ran == GP_ROUTE_VALU) {
         split_k = gp_valu_split_k(N, K);
     }

@@ -70,6 +70,17 @@ int gp_memcpy_d2h(void *dst_host, const void *src_device, size_t bytes) {
     return gp_ok();
 }
 
+int gp_memcpy_d2d(void *dst_device, const void *src_device, size_t bytes) {
+    int rc = gp_check_memcpy("gp_memcpy_d2d", dst_device, src_device, bytes);
+    if (rc != GP_OK) {
+        return rc;
+    }
+    if (bytes > 0) {
+        memmove(dst_device, src_device, bytes);
+    }
+    return gp_ok();
+}
+
 int gp_synchronize(void) { return gp_ok(); }
 
 float *gp_cpu_to_f32(const char *fn, int dtype, const void *src, size_t n) {

@@ -273,6 +273,12 @@ int gp_hip_gemm(int dtype, const void *x, const void *w, const void *bias, void 
 int gp_hip_gemv(int dtype, const void *x, const void *w, const void *bias, void *y, int M, int N,
                 int K, int flags);
 
+/* BLAS route: the vendor library's GEMM (blas.hip), or GP_ERR_UNSUPPORTED
+ * where the build links none. Only GP_LIN_SKIP_BIAS applies; an active
+ * GP_LIN_ROUND_TRUNC is GP_ERR_UNSUPPORTED. */
+int gp_hip_blas(int dtype, const void *x, const void *w, const void *bias, void *y, int M, int N,
+                int K, int flags);
+
 /* Blocks for a launch over n independent work items (>= 1, <= GP_MAX_BLOCKS). */
 static inline unsigned gp_grid(long long n) {
     if (n < 1) {

@@ -21,8 +21,10 @@ NVCC_FLAGS ?= -O2
 CUDA_OBJ_DIR := $(BUILD)/cuda-obj
 CUDA_OBJS := $(patsubst $(HIP_DIR)/%.hip,$(CUDA_OBJ_DIR)/%.o,$(HIP_SRCS)) $(CUDA_OBJ_DIR)/gp_common.o
 # -fmad=false: no FMA contraction, the kernels write fmaf() where they mean it.
+# GP_BLAS_CUBLAS: route 3 (GP_ROUTE_BLAS) is cuBLAS (blas.hip), linked below.
+CUDA_BLAS_LIBS ?= -lcublas
 CUDA_CFLAGS = $(NVCC_FLAGS) -arch=$(CUDA_ARCH) -fmad=false -x cu -Xcompiler -fPIC \
-	$(HIP_INCLUDES) -DGP_TARGET_NAME='"$(CUDA_ARCH)"'
+	$(HIP_INCLUDES) -DGP_TARGET_NAME='"$(CUDA_ARCH)"' -DGP_BLAS_CUBLAS=1
 # One object per source (make -j compiles them in parallel), then one link.
 $(CUDA_OBJ_DIR)/%.o: $(HIP_DIR)/%.hip $(HIP_DEPS)
 	@mkdir -p $(@D)
@@ -31,7 +33,7 @@ $(CUDA_OBJ_DIR)/gp_common.o: $(HIP_COMMON_SRC) $(HIP_DEPS)
 	@mkdir -p $(@D)
 	$(NVCC) $(CUDA_CFLAGS) -c $< -o $@
 $(CUDA_LIB): $(CUDA_OBJS) | $(BUILD)
-	$(NVCC) -arch=$(CUDA_ARCH) -shared $(CUDA_OBJS) -o $@
+	$(NVCC) -arch=$(CUDA_ARCH) -shared $(CUDA_OBJS) -o $@ $(CUDA_BLAS_LIBS)
 
 kernels-cuda: $(CUDA_LIB)
 

@@ -35,6 +35,8 @@
 #define hipMemcpy cudaMemcpy
 #define hipMemcpyHostToDevice cudaMemcpyHostToDevice
 #define hipMemcpyDeviceToHost cudaMemcpyDeviceToHost
+#define hipMemcpyDeviceToDevice cudaMemcpyDeviceToDevice
+#define hipMemcpyAsync cudaMemcpyAsync
 #define hipStream_t cudaStream_t
 
 /* hipLaunchKernelGGL(kernel, grid, block, shared_bytes, stream, args...) */

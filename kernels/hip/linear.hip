@@ -1,6 +1,7 @@
 /*
  * linear.hip: gp_linear, the projections (q_proj, k_proj, v_proj, attn_out):
- * validates, resolves the route (AUTO: MFMA for M > 1, VALU for M == 1),
+ * validates, resolves the route (AUTO: MFMA for M > 1, VALU for M == 1;
+ * BLAS only when asked for, blas.hip),
  * turns the active fault into kernel flags (decode shape, M == 1, only) and
  * hands over to the route's launcher, which attests what ran.
  */
@@ -25,7 +26,11 @@ extern "C" int gp_linear(int dtype, int route, const void *x, const void *w, con
     if (gp_fault_on(GP_FAULT_SPLITK_DROP_TAIL, M)) {
         flags |= GP_LIN_DROP_TAIL;
     }
-    if (gp_resolve_route(route, M) == GP_ROUTE_MFMA) {
+    const int ran = gp_resolve_route(route, M);
+    if (ran == GP_ROUTE_BLAS) {
+        return gp_hip_blas(dtype, x, w, bias, y, M, N, K, flags);
+    }
+    if (ran == GP_ROUTE_MFMA) {
         return gp_hip_gemm(dtype, x, w, bias, y, M, N, K, flags);
     }
     return gp_hip_gemv(dtype, x, w, bias, y, M, N, K, flags);

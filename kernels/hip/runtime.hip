@@ -115,6 +115,19 @@ extern "C" int gp_memcpy_d2h(void *dst_host, const void *src_device, size_t byte
     return GP_OK;
 }
 
+/* Asynchronous on the default stream, in order with the kernels. */
+extern "C" int gp_memcpy_d2d(void *dst_device, const void *src_device, size_t bytes) {
+    int rc = gp_check_memcpy("gp_memcpy_d2d", dst_device, src_device, bytes);
+    if (rc != GP_OK || bytes == 0) {
+        return rc;
+    }
+    const hipError_t err = hipMemcpyAsync(dst_device, src_device, bytes, hipMemcpyDeviceToDevice, 0);
+    if (err != hipSuccess) {
+        return gp_hip_fail("gp_memcpy_d2d", "hipMemcpyAsync", err);
+    }
+    return GP_OK;
+}
+
 extern "C" int gp_synchronize(void) {
     const hipError_t err = hipDeviceSynchronize();
     if (err != hipSuccess) {

@@ -41,8 +41,9 @@
 extern "C" {
 #endif
 
-/* Bumped on any change of a signature, layout or enum value below. */
-#define GP_ABI_VERSION 1
+/* Bumped on any change of a signature, layout or enum value below.
+ * Version 2 (additive over 1): gp_memcpy_d2d and GP_ROUTE_BLAS. */
+#define GP_ABI_VERSION 2
 
 /* Limits every backend enforces (GP_ERR_INVALID_ARG beyond them). */
 #define GP_MAX_SEQ 65536     /* rows, n_q, n_kv, capacity, positions */
@@ -66,15 +67,26 @@ typedef enum gp_dtype {
     GP_DTYPE_BF16 = 2
 } gp_dtype;
 
-/* Projection routes. AUTO picks MFMA for M > 1 and VALU for M == 1. */
+/* Projection routes. AUTO picks MFMA for M > 1 and VALU for M == 1; it never
+ * picks BLAS. */
 typedef enum gp_route {
     GP_ROUTE_AUTO = 0,
     GP_ROUTE_MFMA = 1, /* matrix-core tiled GEMM (MFMA on AMD, MMA on NVIDIA);
                           reduction over fixed K tiles, f32 partials summed
                           tile by tile */
-    GP_ROUTE_VALU = 2  /* per-row GEMV: lane-strided f32 partial sums over a
+    GP_ROUTE_VALU = 2, /* per-row GEMV: lane-strided f32 partial sums over a
                           64-lane (AMD, CPU) / 32-lane (NVIDIA) group,
                           reduced as a butterfly tree, optional split-K */
+    GP_ROUTE_BLAS = 3  /* the vendor library's GEMM (cuBLAS on CUDA, hipBLASLt
+                          or rocBLAS on ROCm) with f32 accumulation: a speed
+                          and accuracy anchor for benchmarks, NOT batch
+                          invariant (the library picks its kernel, split-K
+                          and reduction order by M), so never a parity
+                          route. Attested as route 3 with the library's name
+                          as the kernel name. A backend without a vendor
+                          library returns GP_ERR_UNSUPPORTED; so does an
+                          active fault the library cannot reproduce
+                          (round_truncate at M == 1). */
 } gp_route;
 
 /* Split-K policy of the VALU route, the same on every backend so that a
@@ -111,6 +123,10 @@ int gp_malloc(void **ptr, size_t bytes);
 int gp_free(void *ptr); /* gp_free(NULL) is a no-op returning GP_OK */
 int gp_memcpy_h2d(void *dst_device, const void *src_host, size_t bytes);
 int gp_memcpy_d2h(void *dst_host, const void *src_device, size_t bytes);
+/* Device-to-device copy (ABI 2): asynchronous where the backend is, in order
+ * with the launches; bytes == 0 is a no-op. The regions must not overlap.
+ * Benchmarks use it as the bandwidth ceiling (bytes read + written). */
+int gp_memcpy_d2d(void *dst_device, const void *src_device, size_t bytes);
 int gp_synchronize(void);
 
 /* ---- sub-stages ------------------------------------------------------ */
@@ -120,7 +136,7 @@ int gp_rmsnorm(int dtype, const void *x, const void *w, void *y, int rows,
                int dim, float eps);
 
 /* q_proj, k_proj, v_proj, attn_out: y[M,N] = x[M,K] * W[N,K]^T (+ bias[N]).
- * bias may be NULL. route is a gp_route; AUTO resolves by M. */
+ * bias may be NULL. route is a gp_route; AUTO resolves by M (never to BLAS). */
 int gp_linear(int dtype, int route, const void *x, const void *w,
               const void *bias, void *y, int M, int N, int K);
 

@@ -53,6 +53,7 @@ static struct {
     int (*free_)(void *);
     int (*memcpy_h2d)(void *, const void *, size_t);
     int (*memcpy_d2h)(void *, const void *, size_t);
+    int (*memcpy_d2d)(void *, const void *, size_t);
     int (*synchronize)(void);
     int (*rmsnorm)(int, const void *, const void *, void *, int, int, float);
     int (*linear)(int, int, const void *, const void *, const void *, void *, int, int, int);
@@ -99,6 +100,7 @@ static int load_library(const char *path) {
     LOAD(free_, "gp_free");
     LOAD(memcpy_h2d, "gp_memcpy_h2d");
     LOAD(memcpy_d2h, "gp_memcpy_d2h");
+    LOAD(memcpy_d2d, "gp_memcpy_d2d");
     LOAD(synchronize, "gp_synchronize");
     LOAD(rmsnorm, "gp_rmsnorm");
     LOAD(linear, "gp_linear");
@@ -313,7 +315,12 @@ static unsigned char *run_linear(int dtype, int route, const void *x, const void
     void *dy = dev_poisoned((size_t)M * N * es);
     unsigned char *y = NULL;
     *status = gp.linear(dtype, route, dx, dw, db, dy, M, N, K);
-    if (check_ok(*status, "gp_linear")) {
+    if (route == GP_ROUTE_BLAS && *status == GP_ERR_UNSUPPORTED) {
+        /* a backend without a vendor BLAS: allowed, with a message saying so */
+        check(strstr(gp.last_error(), "blas") != NULL,
+              "gp_linear route=blas unsupported: message '%s' should name the route",
+              gp.last_error());
+    } else if (check_ok(*status, "gp_linear")) {
         y = dev_download_checked(dy, (size_t)M * N * es, es, "gp_linear");
     }
     dev_free(dx);
@@ -324,14 +331,15 @@ static unsigned char *run_linear(int dtype, int route, const void *x, const void
 }
 
 static void test_linear_shape(int dtype, int M, int N, int K, int with_bias) {
-    static const int routes[3] = {GP_ROUTE_AUTO, GP_ROUTE_MFMA, GP_ROUTE_VALU};
+    /* BLAS (ABI 2): correct or GP_ERR_UNSUPPORTED, never batch invariant */
+    static const int routes[4] = {GP_ROUTE_AUTO, GP_ROUTE_MFMA, GP_ROUTE_VALU, GP_ROUTE_BLAS};
     size_t es = gp_dtype_size(dtype);
     tensor x = tensor_random(dtype, (size_t)M * K, 0.05, 1.0);
     tensor w = tensor_random(dtype, (size_t)N * K, 0.05, 1.0);
     tensor b = tensor_random(dtype, (size_t)N, 0.05, 1.0);
     double u = unit_roundoff(dtype);
     int r, m, n, k, status;
-    for (r = 0; r < 3; r++) {
+    for (r = 0; r < 4; r++) {
         int route = routes[r];
         int ran = route == GP_ROUTE_AUTO ? (M > 1 ? GP_ROUTE_MFMA : GP_ROUTE_VALU) : route;
         long bad = 0;
@@ -341,7 +349,8 @@ static void test_linear_shape(int dtype, int M, int N, int K, int with_bias) {
         if (y == NULL) {
             continue;
         }
-        check_attest("gp_linear", ran, ran == GP_ROUTE_VALU ? valu_split(N, K) : 1);
+        check_attest(route == GP_ROUTE_BLAS ? "gp_linear blas" : "gp_linear", ran,
+                     ran == GP_ROUTE_VALU ? valu_split(N, K) : 1);
         for (m = 0; m < M; m++) {
             for (n = 0; n < N; n++) {
                 double ref = with_bias ? b.val[n] : 0.0, mag = with_bias ? fabs(b.val[n]) : 0.0;
@@ -365,7 +374,7 @@ static void test_linear_shape(int dtype, int M, int N, int K, int with_bias) {
               "(first at %.2fx)",
               dtype_str(dtype), route, M, N, K, with_bias, bad, worst);
         /* batch invariance of forced routes: row m alone == row m of the batch */
-        if (M > 1 && route != GP_ROUTE_AUTO) {
+        if (M > 1 && route != GP_ROUTE_AUTO && route != GP_ROUTE_BLAS) {
             int rows[2];
             int i;
             rows[0] = M - 1;
@@ -401,6 +410,49 @@ static void test_linear(void) {
         for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++) {
             test_linear_shape(dtype, shapes[s][0], shapes[s][1], shapes[s][2], s % 2);
         }
+    }
+}
+
+/* ---- device-to-device copy (ABI 2) ------------------------------------------------ */
+
+static void test_memcpy_d2d(void) {
+    static const size_t sizes[] = {1, 7, 256, 4099, (1u << 20) + 3};
+    size_t s, i;
+    for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t bytes = sizes[s];
+        unsigned char *src = (unsigned char *)malloc(bytes);
+        unsigned char *got;
+        void *dsrc, *ddst;
+        for (i = 0; i < bytes; i++) {
+            src[i] = (unsigned char)((i * 131u + s * 17u + 1u) & 0xFFu);
+            if (src[i] == 0xFF) {
+                src[i] = 0x11; /* 0xFF is the "not written" poison */
+            }
+        }
+        dsrc = dev_upload(src, bytes);
+        ddst = dev_poisoned(bytes);
+        check_ok(gp.memcpy_d2d(ddst, dsrc, bytes), "gp_memcpy_d2d");
+        got = dev_download_checked(ddst, bytes, 1, "gp_memcpy_d2d");
+        check(memcmp(got, src, bytes) == 0, "gp_memcpy_d2d: %zu bytes copied wrong", bytes);
+        free(got);
+        free(src);
+        dev_free(dsrc);
+        dev_free(ddst);
+    }
+    check_ok(gp.memcpy_d2d(NULL, NULL, 0), "gp_memcpy_d2d(bytes=0)");
+    {
+        void *d = NULL;
+        check_ok(gp.malloc_(&d, 64), "gp_malloc");
+        check(gp.memcpy_d2d(NULL, d, 16) == GP_ERR_NULL_POINTER &&
+                  strstr(gp.last_error(), "gp_memcpy_d2d") != NULL &&
+                  strstr(gp.last_error(), "dst") != NULL,
+              "gp_memcpy_d2d NULL dst: want GP_ERR_NULL_POINTER naming dst, got '%s'",
+              gp.last_error());
+        check(gp.memcpy_d2d(d, NULL, 16) == GP_ERR_NULL_POINTER &&
+                  strstr(gp.last_error(), "src") != NULL,
+              "gp_memcpy_d2d NULL src: want GP_ERR_NULL_POINTER naming src, got '%s'",
+              gp.last_error());
+        dev_free(d);
     }
 }
 
@@ -1150,6 +1202,7 @@ int main(int argc, char **argv) {
     check(gp.last_error() != NULL, "gp_last_error is NULL");
     check_ok(gp.set_fault("none"), "gp_set_fault(none)");
 
+    test_memcpy_d2d();
     test_linear();
     test_rmsnorm();
     test_rope();
