@@ -8,7 +8,7 @@
 #   make test-c-asan       self-test (itself sanitized) against $(CPU_ASAN_LIB)
 #
 # The self-test runs against any backend: $(ABI_SELFTEST) path/to/lib.so
-.PHONY: kernels-cpu kernels-cpu-asan test-c test-c-asan
+.PHONY: kernels-cpu kernels-cpu-asan test-c test-c-asan test-go-asan
 
 CPU_CC ?= gcc
 CPU_ASAN_LIB := $(BUILD)/libgreta_parity_cpu_asan.so
@@ -18,7 +18,9 @@ ABI_SELFTEST_ASAN := $(BUILD)/abi_selftest_asan
 CPU_SRCS := $(sort $(wildcard kernels/cpu/*.c)) kernels/common/gp_common.c
 CPU_HDRS := kernels/include/greta_parity.h $(wildcard kernels/common/*.h) \
 	$(wildcard kernels/cpu/*.h)
-CPU_WARN := -Wall -Wextra -Werror
+# -Wno-unknown-pragmas: the OpenMP pragmas are ignored where -fopenmp is not
+# used (the sanitizer build, compilers without OpenMP).
+CPU_WARN := -Wall -Wextra -Werror -Wno-unknown-pragmas
 CPU_INC := -Ikernels/include -Ikernels/common
 # -ffp-contract=off: the code's fmaf calls are the only fused operations, so
 # the reduction order is exactly what the source says.
@@ -61,3 +63,14 @@ test-c: $(ABI_SELFTEST) $(CPU_LIB)
 test-c-asan: $(ABI_SELFTEST_ASAN) $(CPU_ASAN_LIB)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(ABI_SELFTEST_ASAN) $(CPU_ASAN_LIB)
+
+# The Go suite against the ASan+UBSan library (debug shapes only: -O1 and
+# the sanitizers make the 4096-wide shapes slow). The Go test binary is not
+# sanitized itself, so the runtimes are preloaded; leak checking is off
+# because the Go runtime's own allocations are not ours to judge.
+ASAN_RT := $(shell $(CPU_CC) -print-file-name=libasan.so):$(shell $(CPU_CC) -print-file-name=libubsan.so)
+test-go-asan: $(CPU_ASAN_LIB) | $(BUILD)
+	$(GO) test -c -o $(BUILD)/parity-asan.test ./parity
+	cd parity && LD_PRELOAD=$(ASAN_RT) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		../$(BUILD)/parity-asan.test -parity.lib $(abspath $(CPU_ASAN_LIB)) -parity.models tiny,tiny-qwen
