@@ -201,10 +201,7 @@ func recordResult(t testing.TB, res *harness.Result) {
 	defer summary.Unlock()
 	line := caseLine{name: t.Name(), verdict: "pass"}
 	if !res.Pass() {
-		line.verdict = "FAIL"
-		if f := res.FirstDivergence(); f != nil {
-			line.first = fmt.Sprintf("%s at decode%d", f.Stage, f.Step)
-		}
+		line = failLine(t.Name(), res)
 	}
 	summary.cases = append(summary.cases, line)
 	if res.Pass() {
@@ -212,6 +209,37 @@ func recordResult(t testing.TB, res *harness.Result) {
 			summary.margins[st] = math.Max(summary.margins[st], m)
 		}
 	}
+}
+
+// summaryText renders the run summary: counts, per-stage worst margins of
+// passing cases, and the failing cases with their first divergence.
+func summaryText(cases []caseLine, margins [stage.Count]float64) string {
+	var pass, fail int
+	var b strings.Builder
+	for _, c := range cases {
+		if c.verdict == "pass" {
+			pass++
+		} else {
+			fail++
+		}
+	}
+	fmt.Fprintf(&b, "## Parity run (%s backend)\n\n%d cases: %d pass, %d fail\n\n", backendKind, len(cases), pass, fail)
+	b.WriteString("| stage | worst margin of passing cases (share of the local error budget) |\n|---|---:|\n")
+	for _, st := range stage.All() {
+		fmt.Fprintf(&b, "| %s | %.3g |\n", st, margins[st])
+	}
+	if fail > 0 {
+		b.WriteString("\n### Failing cases\n\n| case | first divergence |\n|---|---|\n")
+		var lines []string
+		for _, c := range cases {
+			if c.verdict != "pass" {
+				lines = append(lines, fmt.Sprintf("| %s | %s |", c.name, c.first))
+			}
+		}
+		sort.Strings(lines)
+		b.WriteString(strings.Join(lines, "\n") + "\n")
+	}
+	return b.String()
 }
 
 // writeRunSummary writes summary.md into the artifacts folder and appends
@@ -222,36 +250,12 @@ func writeRunSummary() error {
 	if len(summary.cases) == 0 {
 		return nil
 	}
-	var pass, fail int
-	var b strings.Builder
-	for _, c := range summary.cases {
-		if c.verdict == "pass" {
-			pass++
-		} else {
-			fail++
-		}
-	}
-	fmt.Fprintf(&b, "## Parity run (%s backend)\n\n%d cases: %d pass, %d fail\n\n", backendKind, len(summary.cases), pass, fail)
-	b.WriteString("| stage | worst margin of passing cases (max |Δ|/tolerance) |\n|---|---:|\n")
-	for _, st := range stage.All() {
-		fmt.Fprintf(&b, "| %s | %.3g |\n", st, summary.margins[st])
-	}
-	if fail > 0 {
-		b.WriteString("\n### Failing cases\n\n| case | first divergence |\n|---|---|\n")
-		var lines []string
-		for _, c := range summary.cases {
-			if c.verdict != "pass" {
-				lines = append(lines, fmt.Sprintf("| %s | %s |", c.name, c.first))
-			}
-		}
-		sort.Strings(lines)
-		b.WriteString(strings.Join(lines, "\n") + "\n")
-	}
+	text := summaryText(summary.cases, summary.margins)
 	dir := artifactsDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte(text), 0o644); err != nil {
 		return err
 	}
 	if p := os.Getenv("GITHUB_STEP_SUMMARY"); p != "" {
@@ -260,9 +264,18 @@ func writeRunSummary() error {
 			return err
 		}
 		defer f.Close()
-		if _, err := f.WriteString(b.String()); err != nil {
+		if _, err := f.WriteString(text); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// failLine is the summary line of a failing result.
+func failLine(name string, res *harness.Result) caseLine {
+	line := caseLine{name: name, verdict: "FAIL"}
+	if f := res.FirstDivergence(); f != nil {
+		line.first = fmt.Sprintf("%s at decode%d", f.Stage, f.Step)
+	}
+	return line
 }
