@@ -36,15 +36,15 @@ type StageResult struct {
 	// uses, after subtracting what carried input differences explain:
 	// max_j max(0, |d_j−p_j| − prop_j) / local_j (≤ 1 passes). A chained
 	// stage that only carries an upstream difference reads near 0, not 1.
-	Margin float64
-	Bitwise            bool    // every element's bits equal
-	RefMarginD         float64 // max |d − ref(in_d)| / local(in_d)
-	RefMarginP         float64 // max |p − ref(in_p)| / local(in_p)
-	FAErrD, FAErrP     float64 // max error of each path against the float64 chain reference
-	FARatio            float64 // FAErrD / (FAFactor·FAErrP + max tol) (≤ 1 passes)
-	WorstIndex         int     // element with the largest |d−p|/tol
-	Fails              []Check
-	Notes              []string // integrity issues
+	Margin         float64
+	Bitwise        bool    // every element's bits equal
+	RefMarginD     float64 // max |d − ref(in_d)| / local(in_d)
+	RefMarginP     float64 // max |p − ref(in_p)| / local(in_p)
+	FAErrD, FAErrP float64 // max error of each path against the float64 chain reference
+	FARatio        float64 // FAErrD / (FAFactor·FAErrP + max tol) (≤ 1 passes)
+	WorstIndex     int     // element with the largest |d−p|/tol
+	Fails          []Check
+	Notes          []string // integrity issues
 }
 
 // OK reports whether every check passed.
