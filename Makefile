@@ -13,7 +13,7 @@ CPU_LIB := $(BUILD)/libgreta_parity_cpu.so
 CUDA_LIB := $(BUILD)/libgreta_parity_cuda.so
 ROCM_LIB := $(BUILD)/libgreta_parity_rocm.so
 
-.PHONY: all help test vet fmt-check parity fuzz-short
+.PHONY: all help test vet fmt-check parity fuzz-short check-gpu-tags
 
 all: kernels-cpu
 
@@ -63,3 +63,15 @@ gpu-bundle-cuda: | $(BUILD)
 	$(GO) test -c -tags cuda -o $(BUILD)/parity.test ./parity
 gpu-bundle-rocm: | $(BUILD)
 	$(GO) test -c -tags rocm -o $(BUILD)/parity-rocm.test ./parity
+
+# The GPU tags must compile on a machine without a GPU, skip with the reason
+# when their library is missing, and fail with -parity.require-device.
+check-gpu-tags:
+	@set -e; for tag in rocm cuda; do \
+		out=$$($(GO) test -tags $$tag ./parity -count=1 -run '^TestParity$$' -v -parity.lib /nonexistent/lib$$tag.so 2>&1); \
+		echo "$$out" | grep -q -- '--- SKIP: TestParity' || { echo "$$out"; echo "-tags $$tag: no skip"; exit 1; }; \
+		echo "$$out" | grep -q 'library not found at /nonexistent' || { echo "$$out"; echo "-tags $$tag: skip without its reason"; exit 1; }; \
+		if $(GO) test -tags $$tag ./parity -count=1 -run '^TestParity$$' -parity.require-device -parity.lib /nonexistent/lib$$tag.so >/dev/null 2>&1; then \
+			echo "-tags $$tag: -parity.require-device did not fail"; exit 1; fi; \
+		echo "-tags $$tag: compiles, skips with the reason, fails with -parity.require-device"; \
+	done

@@ -15,12 +15,13 @@ import (
 	"github.com/gretacore/parity/internal/stage"
 )
 
-// TestWatchdog builds the CPU backend with a decode RMSNorm that never
-// returns and requires the harness to fail within the deadline, naming the
-// stage and path, instead of hanging the test run.
-func TestWatchdog(t *testing.T) {
+// buildCPUVariant compiles the CPU backend with some entry points renamed
+// *_real and wrapped by testdata/shim (a misbehaving kernel), or skips
+// where there is no gcc or the backend under test is not the CPU one.
+func buildCPUVariant(t *testing.T, shim string, rename []string, defines ...string) *gpapi.Lib {
+	t.Helper()
 	if backendKind != "cpu" {
-		t.Skip("builds a hanging variant of the CPU backend; the GPU tags test their own library")
+		t.Skip("builds a broken variant of the CPU backend; the GPU tags test their own library")
 	}
 	cc, err := exec.LookPath("gcc")
 	if err != nil {
@@ -28,15 +29,19 @@ func TestWatchdog(t *testing.T) {
 	}
 	root := moduleRoot()
 	dir := t.TempDir()
-	shim := filepath.Join(dir, "shim.o")
-	if b, err := exec.Command(cc, "-c", "-fPIC", "-o", shim, filepath.Join("testdata", "hang_rmsnorm.c")).CombinedOutput(); err != nil {
+	obj := filepath.Join(dir, "shim.o")
+	args := append([]string{"-c", "-fPIC", "-o", obj, filepath.Join("testdata", shim)}, defines...)
+	if b, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, b)
 	}
 	srcs, _ := filepath.Glob(filepath.Join(root, "kernels", "cpu", "*.c"))
-	lib := filepath.Join(dir, "libhang.so")
-	args := append([]string{"-std=c11", "-O1", "-shared", "-fPIC", "-Dgp_rmsnorm=gp_rmsnorm_real",
-		"-I" + filepath.Join(root, "kernels", "include"), "-I" + filepath.Join(root, "kernels", "common"), "-o", lib},
-		append(srcs, filepath.Join(root, "kernels", "common", "gp_common.c"), shim, "-lm")...)
+	lib := filepath.Join(dir, "libvariant.so")
+	args = []string{"-std=c11", "-O1", "-shared", "-fPIC",
+		"-I" + filepath.Join(root, "kernels", "include"), "-I" + filepath.Join(root, "kernels", "common"), "-o", lib}
+	for _, r := range rename {
+		args = append(args, "-D"+r+"="+r+"_real")
+	}
+	args = append(append(args, srcs...), filepath.Join(root, "kernels", "common", "gp_common.c"), obj, "-lm")
 	if b, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, b)
 	}
@@ -44,9 +49,17 @@ func TestWatchdog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return l
+}
+
+// TestWatchdog builds the CPU backend with a decode RMSNorm that never
+// returns and requires the harness to fail within the deadline, naming the
+// stage and path, instead of hanging the test run.
+func TestWatchdog(t *testing.T) {
+	l := buildCPUVariant(t, "hang_rmsnorm.c", []string{"gp_rmsnorm"})
 	c := harness.Case{Model: modelByName(t, "tiny"), S: 4, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 1}
 	start := time.Now()
-	_, err = harness.Execute(l, c, harness.NewInputs(c), 2*time.Second)
+	_, err := harness.Execute(l, c, harness.NewInputs(c), 2*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "x_norm (decode chained, step 0)") || !strings.Contains(err.Error(), "did not return within 2s") {
 		t.Fatalf("Execute on a hanging kernel = %v; want a watchdog error naming x_norm (decode chained, step 0)", err)
 	}
@@ -58,6 +71,31 @@ func TestWatchdog(t *testing.T) {
 	_, err = harness.Execute(l, c, harness.NewInputs(c), 2*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "an earlier kernel hung") {
 		t.Errorf("a case after a hang = %v; want it refused", err)
+	}
+}
+
+// TestGuardsAndPoison proves the memory checks fire: a decode kernel that
+// writes one element past its output is an out-of-bounds error naming the
+// stage and buffer; one that leaves an output element unwritten (it still
+// holds the poison NaN) fails that stage as an integrity issue.
+func TestGuardsAndPoison(t *testing.T) {
+	c := harness.Case{Model: modelByName(t, "tiny"), S: 4, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 1}
+	oob := buildCPUVariant(t, "bad_writes.c", []string{"gp_rmsnorm", "gp_linear"}, "-DOOB_WRITE")
+	_, err := harness.Execute(oob, c, harness.NewInputs(c), time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "x_norm (decode chained, step 0)") || !strings.Contains(err.Error(), "out-of-bounds write past the end of decode chained x_norm") {
+		t.Errorf("an out-of-bounds decode write gave %v; want an out-of-bounds error naming x_norm and its buffer", err)
+	}
+	skip := buildCPUVariant(t, "bad_writes.c", []string{"gp_rmsnorm", "gp_linear"}, "-DSKIP_WRITE")
+	in := harness.NewInputs(c)
+	tr, err := harness.Execute(skip, c, in, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := harness.Evaluate(c, in, tr)
+	first := res.FirstDivergence()
+	if first == nil || first.Stage != stage.QProj || !slices.Contains(first.Fails, harness.CheckIssue) ||
+		!strings.Contains(strings.Join(first.Notes, " "), "never written") {
+		t.Errorf("an unwritten decode element: first divergence %+v; want q_proj failing integrity (never written)\n%s", first, res.Summary())
 	}
 }
 
