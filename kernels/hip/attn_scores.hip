@@ -4,10 +4,16 @@
  * n_kv_heads) (GQA / MQA), for query i at position q_pos0 + i; with causal,
  * keys j > q_pos0 + i get -INFINITY. Every element of scores is written.
  *
- * One block per (h, i) stages the query row in shared memory as f32; thread t
- * takes keys t, t + 256, ... and accumulates the dot product with fmaf over
- * c = 0 .. head_dim - 1 in order. An element depends on (h, i, j) and the
- * data alone: decode (n_q = 1) equals the prefill row at the same position.
+ * Work unit: (KV head g, a tile of up to QK_HT of the query heads that read
+ * it, query i, a chunk of GP_BLOCK keys). The tile's query rows are staged
+ * in shared memory as f32; thread t takes key j = chunk * GP_BLOCK + t, reads
+ * its K row once (16-byte loads, a 128-byte line at a time) and advances one
+ * accumulator per head of the tile with fmaf over c = 0 .. head_dim - 1 in
+ * order, then multiplies by scale. The arithmetic of an element is exactly
+ * that of a plain loop over c, whatever the tiling: it depends on (h, i, j)
+ * and the data alone, so decode (n_q = 1) equals the prefill row at the same
+ * position bit for bit. Sharing the K row among the heads of a GQA group
+ * reads the K cache from memory once per query instead of once per head.
  * Faults (n_q == 1): gqa_modulo maps h to h % n_kv_heads, scale_missing and
  * scale_twice, mask_off_by_one also masks key q_pos0 + i itself.
  */
@@ -15,48 +21,111 @@
 
 enum { QK_GQA_MODULO = 1, QK_SCALE_MISSING = 2, QK_SCALE_TWICE = 4, QK_MASK_OFF_BY_ONE = 8 };
 
+#define QK_HT 8    /* query heads per tile: accumulators per thread */
+#define QK_LINE 8  /* 16-byte vectors per step: one 128-byte line of a K row */
+
+/* The query head of slot t of KV head g: the group's heads g * group + t, or
+ * with the gqa_modulo fault the heads h with h % n_kv_heads == g. */
+__device__ __forceinline__ int qk_head(int g, int t, int group, int n_kv_heads, int flags) {
+    return (flags & QK_GQA_MODULO) ? g + t * n_kv_heads : g * group + t;
+}
+
 template <int DT>
 __global__ __launch_bounds__(GP_BLOCK) void attn_scores_kernel(
     const typename gp_elem<DT>::type *__restrict__ q,
     const typename gp_elem<DT>::type *__restrict__ k_cache, float *__restrict__ scores, int n_q,
     int n_kv, int n_heads, int n_kv_heads, int head_dim, int q_pos0, float scale, int causal,
-    int flags) {
+    int flags, int vec_ok) {
     typedef typename gp_elem<DT>::type S;
-    __shared__ float qs[GP_MAX_HEAD_DIM];
+    constexpr int vec = gp_vec<DT>::n;
+    __shared__ float qs[QK_HT * GP_MAX_HEAD_DIM];
     const size_t q_width = (size_t)n_heads * head_dim;
     const size_t kv_width = (size_t)n_kv_heads * head_dim;
     const int group = n_heads / n_kv_heads;
-    const long long pairs = (long long)n_heads * n_q;
-    for (long long pair = blockIdx.x; pair < pairs; pair += gridDim.x) {
-        const int h = (int)(pair / n_q);
-        const int i = (int)(pair % n_q);
-        const int g = (flags & QK_GQA_MODULO) ? h % n_kv_heads : h / group;
-        __syncthreads(); /* the previous pair is done with qs */
-        for (int c = threadIdx.x; c < head_dim; c += GP_BLOCK) {
-            qs[c] = gp_to_f32<DT>(q[(size_t)i * q_width + (size_t)h * head_dim + c]);
+    const int htiles = (group + QK_HT - 1) / QK_HT;
+    const int chunks = (n_kv + GP_BLOCK - 1) / GP_BLOCK;
+    const long long units = (long long)n_kv_heads * htiles * n_q * chunks;
+    for (long long u = blockIdx.x; u < units; u += gridDim.x) {
+        const int chunk = (int)(u % chunks);
+        long long rest = u / chunks;
+        const int i = (int)(rest % n_q);
+        rest /= n_q;
+        const int ht = (int)(rest % htiles);
+        const int g = (int)(rest / htiles);
+        const int t0 = ht * QK_HT;
+        const int nh = min(QK_HT, group - t0);
+        __syncthreads(); /* the previous unit is done with qs */
+        for (int e = threadIdx.x; e < nh * head_dim; e += GP_BLOCK) {
+            const int t = e / head_dim, c = e % head_dim;
+            const int h = qk_head(g, t0 + t, group, n_kv_heads, flags);
+            qs[t * head_dim + c] = gp_to_f32<DT>(q[(size_t)i * q_width + (size_t)h * head_dim + c]);
         }
         __syncthreads();
+        const int j = chunk * GP_BLOCK + (int)threadIdx.x;
+        if (j >= n_kv) {
+            continue;
+        }
         const int last = q_pos0 + i; /* the query's own position */
-        float *row = scores + (size_t)pair * n_kv;
-        for (int j = threadIdx.x; j < n_kv; j += GP_BLOCK) {
-            float s;
-            if (causal && (j > last || ((flags & QK_MASK_OFF_BY_ONE) && j == last))) {
-                s = -__int_as_float(0x7f800000);
-            } else {
-                const S *kr = k_cache + (size_t)j * kv_width + (size_t)g * head_dim;
-                float acc = 0.0f;
-                for (int c = 0; c < head_dim; c++) {
-                    acc = fmaf(qs[c], gp_to_f32<DT>(kr[c]), acc);
+        const bool masked = causal && (j > last || ((flags & QK_MASK_OFF_BY_ONE) && j == last));
+        float acc[QK_HT];
+#pragma unroll
+        for (int t = 0; t < QK_HT; t++) {
+            acc[t] = 0.0f;
+        }
+        if (!masked) {
+            const S *kr = k_cache + (size_t)j * kv_width + (size_t)g * head_dim;
+            for (int c0 = 0; c0 < head_dim; c0 += QK_LINE * vec) {
+                float kv[QK_LINE][vec];
+                /* every load of the line first, then the arithmetic */
+#pragma unroll
+                for (int l = 0; l < QK_LINE; l++) {
+                    const int c = c0 + l * vec;
+                    if (c < head_dim) { /* head_dim % 8 == 0: whole vectors */
+                        if (vec_ok) {
+                            gp_load_vec16<DT>(kr + c, kv[l]);
+                        } else {
+#pragma unroll
+                            for (int e = 0; e < vec; e++) {
+                                kv[l][e] = gp_to_f32<DT>(kr[c + e]);
+                            }
+                        }
+                    }
                 }
-                s = acc;
-                if (!(flags & QK_SCALE_MISSING)) {
-                    s = s * scale;
-                }
-                if (flags & QK_SCALE_TWICE) {
-                    s = s * scale;
+#pragma unroll
+                for (int l = 0; l < QK_LINE; l++) {
+                    const int c = c0 + l * vec;
+                    if (c < head_dim) {
+#pragma unroll
+                        for (int e = 0; e < vec; e++) {
+#pragma unroll
+                            for (int t = 0; t < QK_HT; t++) {
+                                if (t < nh) {
+                                    acc[t] = fmaf(qs[t * head_dim + c + e], kv[l][e], acc[t]);
+                                }
+                            }
+                        }
+                    }
                 }
             }
-            row[j] = s;
+        }
+#pragma unroll
+        for (int t = 0; t < QK_HT; t++) {
+            if (t < nh) {
+                const int h = qk_head(g, t0 + t, group, n_kv_heads, flags);
+                float s;
+                if (masked) {
+                    s = -GP_INF;
+                } else {
+                    s = acc[t];
+                    if (!(flags & QK_SCALE_MISSING)) {
+                        s = s * scale;
+                    }
+                    if (flags & QK_SCALE_TWICE) {
+                        s = s * scale;
+                    }
+                }
+                scores[((size_t)h * n_q + i) * n_kv + j] = s;
+            }
         }
     }
 }
@@ -66,13 +135,18 @@ static void attn_scores_launch(const void *q, const void *k_cache, float *scores
                                int n_heads, int n_kv_heads, int head_dim, int q_pos0, float scale,
                                int causal, int flags) {
     typedef typename gp_elem<DT>::type S;
-    void (*kernel)(const S *, const S *, float *, int, int, int, int, int, int, float, int, int) =
-        attn_scores_kernel<DT>;
-    hipLaunchKernelGGL(kernel, dim3(gp_grid((long long)n_heads * n_q)), dim3(GP_BLOCK), 0, 0,
-                       (const S *)q, (const S *)k_cache, scores, n_q, n_kv, n_heads, n_kv_heads,
-                       head_dim, q_pos0, scale, causal, flags);
+    void (*kernel)(const S *, const S *, float *, int, int, int, int, int, int, float, int, int,
+                   int) = attn_scores_kernel<DT>;
+    const int group = n_heads / n_kv_heads;
+    const long long units = (long long)n_kv_heads * ((group + QK_HT - 1) / QK_HT) * n_q *
+                            ((n_kv + GP_BLOCK - 1) / GP_BLOCK);
+    /* K rows start at multiples of head_dim (% 8 == 0) elements: 16-byte
+     * aligned wherever the cache itself is. */
+    const int vec_ok = ((uintptr_t)k_cache & 15u) == 0 ? 1 : 0;
+    hipLaunchKernelGGL(kernel, dim3(gp_grid(units)), dim3(GP_BLOCK), 0, 0, (const S *)q,
+                       (const S *)k_cache, scores, n_q, n_kv, n_heads, n_kv_heads, head_dim, q_pos0,
+                       scale, causal, flags, vec_ok);
 }
-
 extern "C" int gp_attn_scores(int dtype, const void *q, const void *k_cache, float *scores, int n_q,
                               int n_kv, int n_heads, int n_kv_heads, int head_dim, int q_pos0,
                               float scale, int causal) {
@@ -108,9 +182,9 @@ extern "C" int gp_attn_scores(int dtype, const void *q, const void *k_cache, flo
                                           head_dim, q_pos0, scale, causal, flags);
         break;
     }
-    if ((rc = gp_hip_check_launch("gp_attn_scores", "attn_scores_rowblock")) != GP_OK) {
+    if ((rc = gp_hip_check_launch("gp_attn_scores", "attn_scores_gqa_keyblock")) != GP_OK) {
         return rc;
     }
-    gp_attest(0, 0, 0, 0, 1, "attn_scores_rowblock");
+    gp_attest(0, 0, 0, 0, 1, "attn_scores_gqa_keyblock");
     return GP_OK;
 }

@@ -11,7 +11,8 @@
  * accumulates them in f32 with fmaf, element by element in increasing k; a
  * chunk is loaded with one 16-byte load where both rows are 16-byte aligned
  * there and element by element otherwise (the tail), which changes nothing in
- * the arithmetic. Lanes are reduced by an xor butterfly, the split partials
+ * the arithmetic; GEMV_UNROLL chunks are loaded before the first is used.
+ * Lanes are reduced by an xor butterfly, the split partials
  * summed in order s = 0, 1, ... by one thread: no atomics, and the result of
  * row m never depends on M.
  */
@@ -21,6 +22,7 @@
 
 #define GEMV_WAVES 4
 #define GEMV_THREADS (GEMV_WAVES * GP_WAVE)
+#define GEMV_UNROLL 4 /* 16-byte chunks per lane loaded before use */
 
 template <int DT>
 __global__ __launch_bounds__(GEMV_THREADS) void gemv_splitk_kernel(
@@ -52,7 +54,33 @@ __global__ __launch_bounds__(GEMV_THREADS) void gemv_splitk_kernel(
         if (n < N) { /* uniform over the wave */
             const S *xr = x + (size_t)m * K;
             const S *wr = w + (size_t)n * K;
-            for (int c = k0 + lane * vec; c < k1; c += GP_WAVE * vec) {
+            int c = k0 + lane * vec;
+            /* GEMV_UNROLL chunks at a time, every load first: the same
+             * chunks in the same order as the loop below, more loads in
+             * flight. A lane's chunks are GP_WAVE * 16 bytes apart, so all
+             * are 16-byte aligned if the first is. */
+            if (gp_aligned16(xr + c) && gp_aligned16(wr + c)) {
+                for (; c + (GEMV_UNROLL - 1) * GP_WAVE * vec + vec <= k1;
+                     c += GEMV_UNROLL * GP_WAVE * vec) {
+                    float xv[GEMV_UNROLL][vec], wv[GEMV_UNROLL][vec];
+#pragma unroll
+                    for (int u = 0; u < GEMV_UNROLL; u++) {
+                        gp_load_vec16<DT>(xr + c + u * GP_WAVE * vec, xv[u]);
+                        gp_load_vec16<DT>(wr + c + u * GP_WAVE * vec, wv[u]);
+                    }
+#pragma unroll
+                    for (int u = 0; u < GEMV_UNROLL; u++) {
+#pragma unroll
+                        for (int j = 0; j < vec; j++) {
+                            acc = fmaf(xv[u][j], wv[u][j], acc);
+                            if (f16_acc) {
+                                acc = gp_round_f16(acc);
+                            }
+                        }
+                    }
+                }
+            }
+            for (; c < k1; c += GP_WAVE * vec) {
                 const int cnt = min(vec, k1 - c);
                 float xv[vec], wv[vec];
                 if (cnt == vec && gp_aligned16(xr + c) && gp_aligned16(wr + c)) {
