@@ -128,8 +128,8 @@ func TestBadArguments(t *testing.T) {
 	t.Run("unknown_fault", func(t *testing.T) {
 		err := lib.SetFault("no_such_fault")
 		var e *gpapi.Error
-		if !errors.As(err, &e) || e.Status != gpapi.ErrUnknownFult || !strings.Contains(e.Msg, "no_such_fault") {
-			t.Errorf("SetFault(no_such_fault) = %v, want status %d naming it", err, gpapi.ErrUnknownFult)
+		if !errors.As(err, &e) || e.Status != gpapi.ErrUnknownFault || !strings.Contains(e.Msg, "no_such_fault") {
+			t.Errorf("SetFault(no_such_fault) = %v, want status %d naming it", err, gpapi.ErrUnknownFault)
 		}
 		if f := lib.ActiveFault(); f != "none" && os.Getenv("GRETA_FAULT") == "" {
 			t.Errorf("a rejected fault left %q active", f)

@@ -23,13 +23,13 @@ type Status int32
 
 // Status codes of the ABI (gp_status).
 const (
-	OK             Status = 0
-	ErrInvalidArg  Status = 1
-	ErrNullPointer Status = 2
-	ErrUnsupported Status = 3
-	ErrDevice      Status = 4
-	ErrOutOfMemory Status = 5
-	ErrUnknownFult Status = 6
+	OK              Status = 0
+	ErrInvalidArg   Status = 1
+	ErrNullPointer  Status = 2
+	ErrUnsupported  Status = 3
+	ErrDevice       Status = 4
+	ErrOutOfMemory  Status = 5
+	ErrUnknownFault Status = 6
 )
 
 // Error is a failed ABI call: the function, its status and the library's

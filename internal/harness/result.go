@@ -80,7 +80,7 @@ func (r *Result) Carried(s *StageResult) bool {
 // FlashAttention-style check.
 func chainReference(c Case, dm dims, in *Inputs) [][stage.Count][]float64 {
 	m, W := c.Model, in.W
-	P, h := dm.P, dm.h
+	h := dm.h
 	last := c.S - 1 + c.Steps - 1
 	n := last + 1
 	xn := make([]float64, n*h)
@@ -88,7 +88,6 @@ func chainReference(c Case, dm dims, in *Inputs) [][stage.Count][]float64 {
 		y, _ := reference.RMSNorm(in.X[r*h:(r+1)*h], W.NormW, float64(dm.eps))
 		copy(xn[r*h:], y)
 	}
-	_ = P
 	kAll := reference.LinearRows(xn, n, h, W.Wk, W.Bk, dm.kvd)
 	vAll := reference.LinearRows(xn, n, h, W.Wv, W.Bv, dm.kvd)
 	theta, layout := float64(dm.theta), int(m.Layout())
