@@ -24,6 +24,7 @@
 #define PV_TJ (GP_WAVE == 64 ? 128 : 256)     /* keys per tile */
 #define PV_VPT (PV_TJ * GP_WAVE / PV_THREADS) /* V elements per thread per tile */
 #define PV_PPT (PV_TJ * PV_HT / PV_THREADS)   /* probabilities per thread per tile */
+#define PV_U 16                               /* keys per unrolled step of a chain */
 
 template <int DT>
 __global__ __launch_bounds__(PV_THREADS) void attn_pv_kernel(
@@ -32,7 +33,7 @@ __global__ __launch_bounds__(PV_THREADS) void attn_pv_kernel(
     int head_dim, int gqa_modulo) {
     typedef typename gp_elem<DT>::type S;
     __shared__ S vs[PV_TJ * GP_WAVE];
-    __shared__ float ps[PV_HT * PV_TJ];
+    __shared__ float ps[PV_HT * PV_TJ] __attribute__((aligned(16)));
     const size_t out_width = (size_t)n_heads * head_dim;
     const size_t kv_width = (size_t)n_kv_heads * head_dim;
     const int group = n_heads / n_kv_heads;
@@ -95,8 +96,29 @@ __global__ __launch_bounds__(PV_THREADS) void attn_pv_kernel(
             if (wave < nh && c < head_dim) {
                 const int jn = min(PV_TJ, n_kv - j0);
                 const float *pt = ps + wave * PV_TJ;
-#pragma unroll 8
-                for (int jj = 0; jj < jn; jj++) {
+                int jj = 0;
+                /* PV_U keys at a time: every shared-memory load first, then
+                 * the chain's fmafs in key order */
+                for (; jj + PV_U <= jn; jj += PV_U) {
+                    float pu[PV_U], vu[PV_U];
+#pragma unroll
+                    for (int u = 0; u < PV_U; u += 4) {
+                        const float4 p4 = *reinterpret_cast<const float4 *>(pt + jj + u);
+                        pu[u] = p4.x;
+                        pu[u + 1] = p4.y;
+                        pu[u + 2] = p4.z;
+                        pu[u + 3] = p4.w;
+                    }
+#pragma unroll
+                    for (int u = 0; u < PV_U; u++) {
+                        vu[u] = gp_to_f32<DT>(vs[(jj + u) * GP_WAVE + lane]);
+                    }
+#pragma unroll
+                    for (int u = 0; u < PV_U; u++) {
+                        acc = fmaf(pu[u], vu[u], acc);
+                    }
+                }
+                for (; jj < jn; jj++) {
                     acc = fmaf(pt[jj], gp_to_f32<DT>(vs[jj * GP_WAVE + lane]), acc);
                 }
             }

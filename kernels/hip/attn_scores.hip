@@ -6,10 +6,10 @@
  *
  * Work unit: (KV head g, a tile of up to QK_HT of the query heads that read
  * it, query i, a chunk of GP_BLOCK keys). The tile's query rows are staged
- * in shared memory as f32; thread t takes key j = chunk * GP_BLOCK + t, reads
- * its K row once (16-byte loads, a 128-byte line at a time) and advances one
- * accumulator per head of the tile with fmaf over c = 0 .. head_dim - 1 in
- * order, then multiplies by scale. The arithmetic of an element is exactly
+ * in shared memory as f32, and the chunk's K rows slab by slab of QK_CS
+ * columns (coalesced 16-byte loads); thread t takes key j = chunk * GP_BLOCK
+ * + t and advances one accumulator per head of the tile with fmaf over
+ * c = 0 .. head_dim - 1 in order, then multiplies by scale. The arithmetic of an element is exactly
  * that of a plain loop over c, whatever the tiling: it depends on (h, i, j)
  * and the data alone, so decode (n_q = 1) equals the prefill row at the same
  * position bit for bit. Sharing the K row among the heads of a GQA group
@@ -22,7 +22,7 @@
 enum { QK_GQA_MODULO = 1, QK_SCALE_MISSING = 2, QK_SCALE_TWICE = 4, QK_MASK_OFF_BY_ONE = 8 };
 
 #define QK_HT 8    /* query heads per tile: accumulators per thread */
-#define QK_LINE 8  /* 16-byte vectors per step: one 128-byte line of a K row */
+#define QK_CS 32   /* K columns staged in shared memory at a time */
 
 /* The query head of slot t of KV head g: the group's heads g * group + t, or
  * with the gqa_modulo fault the heads h with h % n_kv_heads == g. */
@@ -38,13 +38,16 @@ __global__ __launch_bounds__(GP_BLOCK) void attn_scores_kernel(
     int flags, int vec_ok) {
     typedef typename gp_elem<DT>::type S;
     constexpr int vec = gp_vec<DT>::n;
+    constexpr int ld = QK_CS + vec; /* shared row stride: one 16-byte pad */
     __shared__ float qs[QK_HT * GP_MAX_HEAD_DIM];
+    __shared__ S ks[GP_BLOCK * ld] __attribute__((aligned(16)));
     const size_t q_width = (size_t)n_heads * head_dim;
     const size_t kv_width = (size_t)n_kv_heads * head_dim;
     const int group = n_heads / n_kv_heads;
     const int htiles = (group + QK_HT - 1) / QK_HT;
     const int chunks = (n_kv + GP_BLOCK - 1) / GP_BLOCK;
     const long long units = (long long)n_kv_heads * htiles * n_q * chunks;
+    const int tid = threadIdx.x;
     for (long long u = blockIdx.x; u < units; u += gridDim.x) {
         const int chunk = (int)(u % chunks);
         long long rest = u / chunks;
@@ -54,59 +57,65 @@ __global__ __launch_bounds__(GP_BLOCK) void attn_scores_kernel(
         const int g = (int)(rest / htiles);
         const int t0 = ht * QK_HT;
         const int nh = min(QK_HT, group - t0);
+        const int jbase = chunk * GP_BLOCK;
+        const int rows = min(GP_BLOCK, n_kv - jbase);
         __syncthreads(); /* the previous unit is done with qs */
-        for (int e = threadIdx.x; e < nh * head_dim; e += GP_BLOCK) {
+        for (int e = tid; e < nh * head_dim; e += GP_BLOCK) {
             const int t = e / head_dim, c = e % head_dim;
             const int h = qk_head(g, t0 + t, group, n_kv_heads, flags);
             qs[t * head_dim + c] = gp_to_f32<DT>(q[(size_t)i * q_width + (size_t)h * head_dim + c]);
         }
-        __syncthreads();
-        const int j = chunk * GP_BLOCK + (int)threadIdx.x;
-        if (j >= n_kv) {
-            continue;
-        }
+        const int j = jbase + tid;
         const int last = q_pos0 + i; /* the query's own position */
-        const bool masked = causal && (j > last || ((flags & QK_MASK_OFF_BY_ONE) && j == last));
+        const bool masked =
+            j >= n_kv || (causal && (j > last || ((flags & QK_MASK_OFF_BY_ONE) && j == last)));
         float acc[QK_HT];
 #pragma unroll
         for (int t = 0; t < QK_HT; t++) {
             acc[t] = 0.0f;
         }
-        if (!masked) {
-            const S *kr = k_cache + (size_t)j * kv_width + (size_t)g * head_dim;
-            for (int c0 = 0; c0 < head_dim; c0 += QK_LINE * vec) {
-                float kv[QK_LINE][vec];
-                /* every load of the line first, then the arithmetic */
-#pragma unroll
-                for (int l = 0; l < QK_LINE; l++) {
-                    const int c = c0 + l * vec;
-                    if (c < head_dim) { /* head_dim % 8 == 0: whole vectors */
-                        if (vec_ok) {
-                            gp_load_vec16<DT>(kr + c, kv[l]);
-                        } else {
-#pragma unroll
-                            for (int e = 0; e < vec; e++) {
-                                kv[l][e] = gp_to_f32<DT>(kr[c + e]);
-                            }
-                        }
-                    }
+        const S *kbase = k_cache + (size_t)jbase * kv_width + (size_t)g * head_dim;
+        /* head_dim in slabs of QK_CS columns: the block stages the slab of
+         * its rows (coalesced 16-byte loads), then each thread continues
+         * its own chains over the slab's columns in order */
+        for (int c0 = 0; c0 < head_dim; c0 += QK_CS) {
+            const int w = min(QK_CS, head_dim - c0); /* a multiple of 8 */
+            const int vpr = w / vec;                   /* vectors per row */
+            __syncthreads(); /* qs written; the previous slab consumed */
+            if (vec_ok) {
+                for (int e = tid; e < rows * vpr; e += GP_BLOCK) {
+                    const int r = e / vpr, v = e % vpr;
+                    *reinterpret_cast<uint4 *>(ks + r * ld + v * vec) =
+                        *reinterpret_cast<const uint4 *>(kbase + (size_t)r * kv_width + c0 +
+                                                         v * vec);
                 }
+            } else {
+                for (int e = tid; e < rows * w; e += GP_BLOCK) {
+                    const int r = e / w, c = e % w;
+                    ks[r * ld + c] = kbase[(size_t)r * kv_width + c0 + c];
+                }
+            }
+            __syncthreads();
+            if (!masked) {
+                const S *kr = ks + tid * ld;
+                for (int cv = 0; cv < w; cv += vec) {
+                    float kv[vec];
+                    gp_load_vec16<DT>(kr + cv, kv);
 #pragma unroll
-                for (int l = 0; l < QK_LINE; l++) {
-                    const int c = c0 + l * vec;
-                    if (c < head_dim) {
+                    for (int e = 0; e < vec; e++) {
+                        const int c = c0 + cv + e;
 #pragma unroll
-                        for (int e = 0; e < vec; e++) {
-#pragma unroll
-                            for (int t = 0; t < QK_HT; t++) {
-                                if (t < nh) {
-                                    acc[t] = fmaf(qs[t * head_dim + c + e], kv[l][e], acc[t]);
-                                }
+                        for (int t = 0; t < QK_HT; t++) {
+                            if (t < nh) {
+                                acc[t] = fmaf(qs[t * head_dim + c], kv[e], acc[t]);
                             }
                         }
                     }
                 }
             }
+        }
+        if (j >= n_kv) {
+            continue;
         }
 #pragma unroll
         for (int t = 0; t < QK_HT; t++) {

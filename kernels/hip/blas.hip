@@ -51,6 +51,15 @@ int gp_hip_blas(int dtype, const void *x, const void *w, const void *bias, void 
             return gp_fail(GP_ERR_DEVICE, "gp_linear: route=3 (blas): cublasCreate: %s",
                            cublasGetStatusString(st));
         }
+        /* An explicit workspace (cuBLAS's advice for Hopper: 32 MiB), so
+         * that no algorithm depends on a workspace allocated mid-run. */
+        void *ws = nullptr;
+        const size_t ws_bytes = (size_t)32 << 20;
+        if (hipMalloc(&ws, ws_bytes) == hipSuccess) {
+            (void)cublasSetWorkspace(blas_handle, ws, ws_bytes);
+        } else {
+            (void)hipGetLastError();
+        }
         blas_ready = 1;
     }
     cudaDataType_t t = CUDA_R_32F;
