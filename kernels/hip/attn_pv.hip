@@ -8,7 +8,8 @@
  * it, query i, a chunk of GP_WAVE channels). Warp t of the block owns head
  * slot t, lane l channel chunk * GP_WAVE + l: one f32 accumulator each, one
  * fmaf per key in increasing j, exactly the plain loop. The keys stream
- * through shared memory in tiles of PV_TJ: every thread of the block loads a
+ * through shared memory in tiles of PV_TJ, stored channel-major so that a
+ * lane reads four keys of its channel at once: every thread of the block loads a
  * share of the next tile's V rows (read once for all heads of the group)
  * and probabilities into registers while the warps run the current tile's
  * chains, so the serial fmaf chain, not the memory latency, sets the pace.
@@ -25,6 +26,25 @@
 #define PV_VPT (PV_TJ * GP_WAVE / PV_THREADS) /* V elements per thread per tile */
 #define PV_PPT (PV_TJ * PV_HT / PV_THREADS)   /* probabilities per thread per tile */
 #define PV_U 16                               /* keys per unrolled step of a chain */
+#define PV_LDT (PV_TJ + 4) /* shared row stride of a channel's keys: 8/16-byte reads */
+
+/* Four consecutive keys' values of one channel from shared memory, as f32. */
+template <int DT>
+__device__ __forceinline__ void pv_load4(const typename gp_elem<DT>::type *p, float *out) {
+    if constexpr (DT == GP_DTYPE_F32) {
+        const float4 v = *reinterpret_cast<const float4 *>(p);
+        out[0] = v.x;
+        out[1] = v.y;
+        out[2] = v.z;
+        out[3] = v.w;
+    } else {
+        const uint2 v = *reinterpret_cast<const uint2 *>(p);
+        out[0] = gp_to_f32<DT>((uint16_t)(v.x & 0xffffu));
+        out[1] = gp_to_f32<DT>((uint16_t)(v.x >> 16));
+        out[2] = gp_to_f32<DT>((uint16_t)(v.y & 0xffffu));
+        out[3] = gp_to_f32<DT>((uint16_t)(v.y >> 16));
+    }
+}
 
 template <int DT>
 __global__ __launch_bounds__(PV_THREADS) void attn_pv_kernel(
@@ -32,7 +52,7 @@ __global__ __launch_bounds__(PV_THREADS) void attn_pv_kernel(
     typename gp_elem<DT>::type *__restrict__ out, int n_q, int n_kv, int n_heads, int n_kv_heads,
     int head_dim, int gqa_modulo) {
     typedef typename gp_elem<DT>::type S;
-    __shared__ S vs[PV_TJ * GP_WAVE];
+    __shared__ S vs[GP_WAVE * PV_LDT] __attribute__((aligned(16))); /* [channel][key] */
     __shared__ float ps[PV_HT * PV_TJ] __attribute__((aligned(16)));
     const size_t out_width = (size_t)n_heads * head_dim;
     const size_t kv_width = (size_t)n_kv_heads * head_dim;
@@ -83,7 +103,7 @@ __global__ __launch_bounds__(PV_THREADS) void attn_pv_kernel(
             __syncthreads(); /* the previous tile's chains are done with vs, ps */
 #pragma unroll
             for (int r = 0; r < PV_VPT; r++) {
-                vs[(wave + r * PV_HT) * GP_WAVE + lane] = vr[r];
+                vs[lane * PV_LDT + wave + r * PV_HT] = vr[r];
             }
 #pragma unroll
             for (int r = 0; r < PV_PPT; r++) {
@@ -96,6 +116,7 @@ __global__ __launch_bounds__(PV_THREADS) void attn_pv_kernel(
             if (wave < nh && c < head_dim) {
                 const int jn = min(PV_TJ, n_kv - j0);
                 const float *pt = ps + wave * PV_TJ;
+                const S *vl = vs + lane * PV_LDT;
                 int jj = 0;
                 /* PV_U keys at a time: every shared-memory load first, then
                  * the chain's fmafs in key order */
@@ -110,8 +131,8 @@ __global__ __launch_bounds__(PV_THREADS) void attn_pv_kernel(
                         pu[u + 3] = p4.w;
                     }
 #pragma unroll
-                    for (int u = 0; u < PV_U; u++) {
-                        vu[u] = gp_to_f32<DT>(vs[(jj + u) * GP_WAVE + lane]);
+                    for (int u = 0; u < PV_U; u += 4) {
+                        pv_load4<DT>(vl + jj + u, vu + u);
                     }
 #pragma unroll
                     for (int u = 0; u < PV_U; u++) {
@@ -119,7 +140,7 @@ __global__ __launch_bounds__(PV_THREADS) void attn_pv_kernel(
                     }
                 }
                 for (; jj < jn; jj++) {
-                    acc = fmaf(pt[jj], gp_to_f32<DT>(vs[jj * GP_WAVE + lane]), acc);
+                    acc = fmaf(pt[jj], gp_to_f32<DT>(vl[jj]), acc);
                 }
             }
         }
