@@ -1,7 +1,8 @@
 /*
- * gp_half.h: bit-exact f16 / bf16 <-> f32 conversions for host code (the CPU
- * backend, the self-test, the host side of the GPU backends). Device code uses
- * its own intrinsics (__float2half_rn, __float2bfloat16_rn), which these match.
+ * gp_half.h: bit-exact f16 / bf16 <-> f32 conversions, the one home of the
+ * rounding rules: host code (the CPU backend, the self-test) and device code
+ * (kernels/hip, through GP_HALF_FN = __host__ __device__ under hipcc/nvcc)
+ * call the same functions, which match __float2half_rn / __float2bfloat16_rn.
  *
  * Everything is static inline and compiles as C11 and as C++ (bit casts go
  * through memcpy, no designated initializers, no implicit void * casts).
@@ -25,28 +26,35 @@
 extern "C" {
 #endif
 
-static inline uint32_t gp_f32_bits(float f) {
+/* Host and device under a GPU compiler, plain static inline in C. */
+#if defined(__HIPCC__) || defined(__CUDACC__)
+#define GP_HALF_FN static inline __host__ __device__
+#else
+#define GP_HALF_FN static inline
+#endif /* __HIPCC__ || __CUDACC__ */
+
+GP_HALF_FN uint32_t gp_f32_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
 }
 
-static inline float gp_bits_f32(uint32_t u) {
+GP_HALF_FN float gp_bits_f32(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
 }
 
 /* 1 if f is neither Inf nor NaN (no <math.h> dependency, C and C++ alike). */
-static inline int gp_is_finite_f32(float f) {
+GP_HALF_FN int gp_is_finite_f32(float f) {
     return (gp_f32_bits(f) & 0x7f800000u) != 0x7f800000u;
 }
 
-static inline int gp_is_nan_f32(float f) { return (gp_f32_bits(f) & 0x7fffffffu) > 0x7f800000u; }
+GP_HALF_FN int gp_is_nan_f32(float f) { return (gp_f32_bits(f) & 0x7fffffffu) > 0x7f800000u; }
 
 /* ---- f16 ------------------------------------------------------------- */
 
-static inline float gp_f16_to_f32(uint16_t h) {
+GP_HALF_FN float gp_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
     uint32_t mant = h & 0x3ffu;
@@ -62,7 +70,7 @@ static inline float gp_f16_to_f32(uint16_t h) {
 }
 
 /* Shared f32 -> f16 conversion; rz != 0 rounds toward zero. */
-static inline uint16_t gp_f32_to_f16_mode(float f, int rz) {
+GP_HALF_FN uint16_t gp_f32_to_f16_mode(float f, int rz) {
     uint32_t x = gp_f32_bits(f);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
     uint32_t ax = x & 0x7fffffffu;
@@ -106,14 +114,14 @@ static inline uint16_t gp_f32_to_f16_mode(float f, int rz) {
     }
 }
 
-static inline uint16_t gp_f32_to_f16_rn(float f) { return gp_f32_to_f16_mode(f, 0); }
-static inline uint16_t gp_f32_to_f16_rz(float f) { return gp_f32_to_f16_mode(f, 1); }
+GP_HALF_FN uint16_t gp_f32_to_f16_rn(float f) { return gp_f32_to_f16_mode(f, 0); }
+GP_HALF_FN uint16_t gp_f32_to_f16_rz(float f) { return gp_f32_to_f16_mode(f, 1); }
 
 /* ---- bf16 ------------------------------------------------------------ */
 
-static inline float gp_bf16_to_f32(uint16_t b) { return gp_bits_f32((uint32_t)b << 16); }
+GP_HALF_FN float gp_bf16_to_f32(uint16_t b) { return gp_bits_f32((uint32_t)b << 16); }
 
-static inline uint16_t gp_f32_to_bf16_rn(float f) {
+GP_HALF_FN uint16_t gp_f32_to_bf16_rn(float f) {
     uint32_t x = gp_f32_bits(f);
     if ((x & 0x7fffffffu) > 0x7f800000u) {
         return (uint16_t)((x >> 16) | 0x0040u); /* NaN stays NaN (quiet) */
@@ -122,7 +130,7 @@ static inline uint16_t gp_f32_to_bf16_rn(float f) {
     return (uint16_t)(x >> 16);
 }
 
-static inline uint16_t gp_f32_to_bf16_rz(float f) {
+GP_HALF_FN uint16_t gp_f32_to_bf16_rz(float f) {
     uint32_t x = gp_f32_bits(f);
     if ((x & 0x7fffffffu) > 0x7f800000u) {
         return (uint16_t)((x >> 16) | 0x0040u);

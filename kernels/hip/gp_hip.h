@@ -38,6 +38,7 @@
 #endif /* __HIP__ / __CUDACC__ */
 
 #include "gp_common.h"
+#include "gp_half.h"
 #include "greta_parity.h"
 
 /* Build target for gp_backend_name(), e.g. "gfx942" or "sm_90" (hip.mk). */
@@ -64,87 +65,31 @@ template <> struct gp_elem<GP_DTYPE_F32> {
 };
 
 __device__ __forceinline__ float gp_dev_bits_f32(uint32_t u) { return __uint_as_float(u); }
-__device__ __forceinline__ uint32_t gp_dev_f32_bits(float f) { return __float_as_uint(f); }
 
 /* f16 bits -> f32, exact (gp_half.h gp_f16_to_f32). Every f16 value is an
  * f32 value, so the conversion has one right answer for every finite and
  * infinite input: NVIDIA does it in one hardware instruction (the integer
- * path below costs a dozen ALU operations per element, which made f16
- * GEMV and attention ALU-bound); only a signalling NaN's quiet bit can
- * differ, and a NaN input fails every comparison anyway. */
+ * path costs a dozen ALU operations per element, which made f16 GEMV and
+ * attention ALU-bound); only a signalling NaN's quiet bit can differ, and a
+ * NaN input fails every comparison anyway. */
 __device__ __forceinline__ float gp_dev_f16_to_f32(uint16_t h) {
 #if defined(GP_NVIDIA)
     return __half2float(__ushort_as_half((unsigned short)h));
 #else
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t mant = h & 0x3ffu;
-    if (exp == 0) {
-        float mag = (float)mant * 5.9604644775390625e-8f; /* exact: mant * 2^-24 */
-        return gp_dev_bits_f32(gp_dev_f32_bits(mag) | sign);
-    }
-    if (exp == 31) {
-        return gp_dev_bits_f32(sign | 0x7f800000u | (mant << 13));
-    }
-    return gp_dev_bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
+    return gp_f16_to_f32(h);
 #endif /* GP_NVIDIA */
 }
 
-/* f32 -> f16 bits, nearest-even or toward zero (gp_half.h gp_f32_to_f16_mode). */
+/* The stores round exactly as the host does: gp_half.h is the one home of
+ * the rounding rules (nearest-even, or toward zero for round_truncate). */
 __device__ __forceinline__ uint16_t gp_dev_f32_to_f16(float f, bool rz) {
-    uint32_t x = gp_dev_f32_bits(f);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) {
-        if (ax > 0x7f800000u) {
-            return (uint16_t)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
-        }
-        return (uint16_t)(sign | 0x7c00u);
-    }
-    if (rz) {
-        if (ax >= 0x47800000u) {
-            return (uint16_t)(sign | 0x7bffu);
-        }
-    } else if (ax >= 0x477ff000u) {
-        return (uint16_t)(sign | 0x7c00u);
-    }
-    if (ax >= 0x38800000u) {
-        if (!rz) {
-            ax += 0xfffu + ((ax >> 13) & 1u);
-        }
-        return (uint16_t)(sign | ((ax - 0x38000000u) >> 13));
-    }
-    uint32_t e = ax >> 23;
-    if (e < 102u) {
-        return sign;
-    }
-    uint32_t m = (ax & 0x7fffffu) | 0x800000u;
-    uint32_t shift = 126u - e;
-    uint32_t r = m >> shift;
-    if (!rz) {
-        uint32_t rem = m & ((1u << shift) - 1u);
-        uint32_t half = 1u << (shift - 1u);
-        if (rem > half || (rem == half && (r & 1u))) {
-            r++;
-        }
-    }
-    return (uint16_t)(sign | r);
+    return gp_f32_to_f16_mode(f, rz ? 1 : 0);
 }
 
-__device__ __forceinline__ float gp_dev_bf16_to_f32(uint16_t b) {
-    return gp_dev_bits_f32((uint32_t)b << 16);
-}
+__device__ __forceinline__ float gp_dev_bf16_to_f32(uint16_t b) { return gp_bf16_to_f32(b); }
 
-/* f32 -> bf16 bits (gp_half.h gp_f32_to_bf16_rn / _rz). */
 __device__ __forceinline__ uint16_t gp_dev_f32_to_bf16(float f, bool rz) {
-    uint32_t x = gp_dev_f32_bits(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) {
-        return (uint16_t)((x >> 16) | 0x0040u);
-    }
-    if (!rz) {
-        x += 0x7fffu + ((x >> 16) & 1u);
-    }
-    return (uint16_t)(x >> 16);
+    return rz ? gp_f32_to_bf16_rz(f) : gp_f32_to_bf16_rn(f);
 }
 
 /* Storage -> f32. */
