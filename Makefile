@@ -13,7 +13,7 @@ CPU_LIB := $(BUILD)/libgreta_parity_cpu.so
 CUDA_LIB := $(BUILD)/libgreta_parity_cuda.so
 ROCM_LIB := $(BUILD)/libgreta_parity_rocm.so
 
-.PHONY: all help test vet fmt-check parity fuzz-short check-gpu-tags
+.PHONY: all help test vet fmt-check fmt-check-c parity fuzz-short check-gpu-tags
 
 all: kernels-cpu
 
@@ -41,6 +41,12 @@ fmt-check:
 
 # The README's test command: every Go test on the CPU backend (table,
 # properties, mutations, bad inputs), then a short fuzz of the trace parser.
+# C, C++ and HIP sources follow kernels/.clang-format.
+CLANG_FORMAT ?= $(shell command -v clang-format-19 || command -v clang-format)
+fmt-check-c:
+	@test -n "$(CLANG_FORMAT)" || { echo "clang-format not found (apt-get install clang-format-19)"; exit 1; }
+	$(CLANG_FORMAT) --dry-run --Werror $$(git ls-files 'kernels/*.c' 'kernels/*.h' 'kernels/*.hip' 'parity/testdata/*.c')
+
 test: kernels-cpu
 	$(GO) test $(GOFLAGS_TEST) ./...
 	$(MAKE) --no-print-directory fuzz-short

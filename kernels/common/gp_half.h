@@ -46,9 +46,7 @@ GP_HALF_FN float gp_bits_f32(uint32_t u) {
 }
 
 /* 1 if f is neither Inf nor NaN (no <math.h> dependency, C and C++ alike). */
-GP_HALF_FN int gp_is_finite_f32(float f) {
-    return (gp_f32_bits(f) & 0x7f800000u) != 0x7f800000u;
-}
+GP_HALF_FN int gp_is_finite_f32(float f) { return (gp_f32_bits(f) & 0x7f800000u) != 0x7f800000u; }
 
 GP_HALF_FN int gp_is_nan_f32(float f) { return (gp_f32_bits(f) & 0x7fffffffu) > 0x7f800000u; }
 

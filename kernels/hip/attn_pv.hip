@@ -20,7 +20,7 @@
  */
 #include "gp_hip.h"
 
-#define PV_HT 8                               /* head slots = warps per block */
+#define PV_HT 8 /* head slots = warps per block */
 #define PV_THREADS (PV_HT * GP_WAVE)
 #define PV_TJ (GP_WAVE == 64 ? 128 : 256)     /* keys per tile */
 #define PV_VPT (PV_TJ * GP_WAVE / PV_THREADS) /* V elements per thread per tile */

@@ -21,8 +21,8 @@
 
 enum { QK_GQA_MODULO = 1, QK_SCALE_MISSING = 2, QK_SCALE_TWICE = 4, QK_MASK_OFF_BY_ONE = 8 };
 
-#define QK_HT 8    /* query heads per tile: accumulators per thread */
-#define QK_CS 32   /* K columns staged in shared memory at a time */
+#define QK_HT 8  /* query heads per tile: accumulators per thread */
+#define QK_CS 32 /* K columns staged in shared memory at a time */
 
 /* The query head of slot t of KV head g: the group's heads g * group + t, or
  * with the gqa_modulo fault the heads h with h % n_kv_heads == g. */
@@ -80,8 +80,8 @@ __global__ __launch_bounds__(GP_BLOCK) void attn_scores_kernel(
          * its own chains over the slab's columns in order */
         for (int c0 = 0; c0 < head_dim; c0 += QK_CS) {
             const int w = min(QK_CS, head_dim - c0); /* a multiple of 8 */
-            const int vpr = w / vec;                   /* vectors per row */
-            __syncthreads(); /* qs written; the previous slab consumed */
+            const int vpr = w / vec;                 /* vectors per row */
+            __syncthreads();                         /* qs written; the previous slab consumed */
             if (vec_ok) {
                 for (int e = tid; e < rows * vpr; e += GP_BLOCK) {
                     const int r = e / vpr, v = e % vpr;

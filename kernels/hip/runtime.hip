@@ -121,7 +121,8 @@ extern "C" int gp_memcpy_d2d(void *dst_device, const void *src_device, size_t by
     if (rc != GP_OK || bytes == 0) {
         return rc;
     }
-    const hipError_t err = hipMemcpyAsync(dst_device, src_device, bytes, hipMemcpyDeviceToDevice, 0);
+    const hipError_t err =
+        hipMemcpyAsync(dst_device, src_device, bytes, hipMemcpyDeviceToDevice, 0);
     if (err != hipSuccess) {
         return gp_hip_fail("gp_memcpy_d2d", "hipMemcpyAsync", err);
     }

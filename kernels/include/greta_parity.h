@@ -46,9 +46,9 @@ extern "C" {
 #define GP_ABI_VERSION 2
 
 /* Limits every backend enforces (GP_ERR_INVALID_ARG beyond them). */
-#define GP_MAX_SEQ 65536     /* rows, n_q, n_kv, capacity, positions */
-#define GP_MAX_DIM 65536     /* M excluded: K, N, dim, widths */
-#define GP_MAX_HEAD_DIM 256  /* attention and RoPE head_dim */
+#define GP_MAX_SEQ 65536    /* rows, n_q, n_kv, capacity, positions */
+#define GP_MAX_DIM 65536    /* M excluded: K, N, dim, widths */
+#define GP_MAX_HEAD_DIM 256 /* attention and RoPE head_dim */
 #define GP_KERNEL_NAME_CAP 64
 
 typedef enum gp_status {
@@ -61,11 +61,7 @@ typedef enum gp_status {
     GP_ERR_UNKNOWN_FAULT = 6  /* gp_set_fault: no such fault name */
 } gp_status;
 
-typedef enum gp_dtype {
-    GP_DTYPE_F32 = 0,
-    GP_DTYPE_F16 = 1,
-    GP_DTYPE_BF16 = 2
-} gp_dtype;
+typedef enum gp_dtype { GP_DTYPE_F32 = 0, GP_DTYPE_F16 = 1, GP_DTYPE_BF16 = 2 } gp_dtype;
 
 /* Projection routes. AUTO picks MFMA for M > 1 and VALU for M == 1; it never
  * picks BLAS. */
@@ -132,50 +128,45 @@ int gp_synchronize(void);
 /* ---- sub-stages ------------------------------------------------------ */
 
 /* x_norm: y[r,:] = x[r,:] * w / sqrt(mean(x[r,:]^2) + eps), r < rows. */
-int gp_rmsnorm(int dtype, const void *x, const void *w, void *y, int rows,
-               int dim, float eps);
+int gp_rmsnorm(int dtype, const void *x, const void *w, void *y, int rows, int dim, float eps);
 
 /* q_proj, k_proj, v_proj, attn_out: y[M,N] = x[M,K] * W[N,K]^T (+ bias[N]).
  * bias may be NULL. route is a gp_route; AUTO resolves by M (never to BLAS). */
-int gp_linear(int dtype, int route, const void *x, const void *w,
-              const void *bias, void *y, int M, int N, int K);
+int gp_linear(int dtype, int route, const void *x, const void *w, const void *bias, void *y, int M,
+              int N, int K);
 
 /* q_rope, k_rope: y = RoPE(x) for rows tokens of n_heads heads of head_dim
  * (even, <= GP_MAX_HEAD_DIM), token r at position pos[r] (0 <= pos <
  * GP_MAX_SEQ). Angle of pair i: pos * theta^(-2i/head_dim), computed in f32
  * with precise (not fast-math) sin/cos. x and y are [rows, n_heads*head_dim]
  * and may alias. */
-int gp_rope(int dtype, int layout, const void *x, void *y, const int32_t *pos,
-            int rows, int n_heads, int head_dim, float theta);
+int gp_rope(int dtype, int layout, const void *x, void *y, const int32_t *pos, int rows,
+            int n_heads, int head_dim, float theta);
 
 /* kv_cache: copies k[rows, kv_width] and v[rows, kv_width] into rows
  * slot..slot+rows-1 of k_cache and v_cache ([capacity, kv_width]).
  * Requires 0 <= slot and slot + rows <= capacity. Copies are exact. */
-int gp_kv_append(int dtype, const void *k, const void *v, void *k_cache,
-                 void *v_cache, int rows, int kv_width, int slot,
-                 int capacity);
+int gp_kv_append(int dtype, const void *k, const void *v, void *k_cache, void *v_cache, int rows,
+                 int kv_width, int slot, int capacity);
 
 /* qk: scores[h, i, j] = scale * dot(q[i, h], k_cache[j, h / (n_heads /
  * n_kv_heads)]) for query i < n_q at position q_pos0 + i and key j < n_kv.
  * With causal != 0, keys j > q_pos0 + i get -INFINITY. Requires n_heads %
  * n_kv_heads == 0, q_pos0 + n_q <= n_kv, head_dim % 8 == 0. Every element of
  * scores is written. */
-int gp_attn_scores(int dtype, const void *q, const void *k_cache,
-                   float *scores, int n_q, int n_kv, int n_heads,
-                   int n_kv_heads, int head_dim, int q_pos0, float scale,
-                   int causal);
+int gp_attn_scores(int dtype, const void *q, const void *k_cache, float *scores, int n_q, int n_kv,
+                   int n_heads, int n_kv_heads, int head_dim, int q_pos0, float scale, int causal);
 
 /* softmax: probs[h, i, :] = softmax(scores[h, i, :]) with the row maximum
  * subtracted first; -INFINITY maps to 0. A row of only -INFINITY is
  * GP_ERR_INVALID_ARG in spirit but cannot be detected cheaply: it yields NaN. */
-int gp_softmax(const float *scores, float *probs, int n_heads, int n_q,
-               int n_kv);
+int gp_softmax(const float *scores, float *probs, int n_heads, int n_q, int n_kv);
 
 /* pv: out[i, h*head_dim + c] = sum_j probs[h, i, j] * v_cache[j, g*head_dim
  * + c] with g = h / (n_heads / n_kv_heads); f32 accumulation over j in
  * increasing order, rounded once to dtype. */
-int gp_attn_pv(int dtype, const float *probs, const void *v_cache, void *out,
-               int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim);
+int gp_attn_pv(int dtype, const float *probs, const void *v_cache, void *out, int n_q, int n_kv,
+               int n_heads, int n_kv_heads, int head_dim);
 
 /* ---- route attestation ----------------------------------------------- */
 
@@ -184,8 +175,8 @@ int gp_attn_pv(int dtype, const float *probs, const void *v_cache, void *out,
  * ops), tile sizes (0 where not tiled), split-K factor (1 = none), and the
  * kernel's name (NUL-terminated, truncated to kernel_cap bytes). Any
  * out-pointer may be NULL. GP_ERR_INVALID_ARG if no call has run yet. */
-int gp_last_launch(int *route, int *tile_m, int *tile_n, int *tile_k,
-                   int *split_k, char *kernel, int kernel_cap);
+int gp_last_launch(int *route, int *tile_m, int *tile_n, int *tile_k, int *split_k, char *kernel,
+                   int kernel_cap);
 
 /* ---- fault injection (decode shape only, see the top of this file) -- */
 

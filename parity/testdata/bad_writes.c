@@ -22,8 +22,8 @@ int gp_rmsnorm(int dtype, const void *x, const void *w, void *y, int rows, int d
     return rc;
 }
 
-int gp_linear(int dtype, int route, const void *x, const void *w, const void *bias, void *y,
-              int M, int N, int K) {
+int gp_linear(int dtype, int route, const void *x, const void *w, const void *bias, void *y, int M,
+              int N, int K) {
 #ifdef SKIP_WRITE
     if (M == 1) {
         /* Compute into a scratch copy, then store all but the last element. */
