@@ -80,6 +80,9 @@ func Execute(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration) (*Trace,
 	defer d.free()
 	dm := caseDims(c)
 	dt := c.Dtype
+	// alloc panics with allocErr so that the dozens of allocations of
+	// runPrefill and runDecode read one line each; the recover below turns
+	// it back into Execute's error, and no panic leaves Execute.
 	alloc := func(name string, dt dtype.Dtype, n int) *tensor {
 		t, err := d.alloc(name, dt, n)
 		if err != nil {
