@@ -47,8 +47,12 @@ fmt-check-c:
 	@test -n "$(CLANG_FORMAT)" || { echo "clang-format not found (apt-get install clang-format-19)"; exit 1; }
 	$(CLANG_FORMAT) --dry-run --Werror $$(git ls-files 'kernels/*.c' 'kernels/*.h' 'kernels/*.hip' 'parity/testdata/*.c')
 
-test: kernels-cpu
-	$(GO) test $(GOFLAGS_TEST) ./...
+# This repo's own backend must implement every optional capability of ABI
+# 3, so the parity package runs with -parity.require=all; the core-only
+# library (kernels-cpu-core) is checked by TestCoreOnlyLibrary.
+test: kernels-cpu kernels-cpu-core
+	$(GO) test $(GOFLAGS_TEST) $$($(GO) list ./... | grep -v '/parity$$')
+	$(GO) test $(GOFLAGS_TEST) ./parity -parity.require=all
 	$(MAKE) --no-print-directory fuzz-short
 
 fuzz-short:

@@ -21,7 +21,13 @@ var (
 		"folder for failing cases' traces, heatmaps and the run summary (default: a parity-artifacts folder under the system temp dir)")
 	flagModels = flag.String("parity.models", "",
 		"comma-separated model fixture names to run (default: all)")
-	flagSeed = flag.Uint64("parity.seed", 1, "seed of the table-driven cases' inputs")
+	flagSeed     = flag.Uint64("parity.seed", 1, "seed of the table-driven cases' inputs")
+	flagContract = flag.String("parity.contract", "strict",
+		"accuracy contract of the local bounds: strict (f32 accumulation, one rounding to the storage dtype) or engine (plus tolerance.EngineRoundings extra roundings of intermediates; bitwise only where the library declares batch invariance)")
+	flagRequire = flag.String("parity.require", "",
+		"comma-separated capabilities whose absence fails instead of skipping (faults, attestation, d2d, routes, unfused, fused, invariance, or all)")
+	flagExpectRoutes = flag.String("parity.expect-routes", "prefill:mfma,decode:valu",
+		"routes AUTO must run for the projections, as prefill:ROUTE,decode:ROUTE (this repo's backends); none = report the attested routes without checking them (an engine with its own policy)")
 )
 
 var flagSoak = flag.Duration("parity.soak", 0,

@@ -2,6 +2,7 @@ package parity
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -125,6 +126,15 @@ func rerunCommand(t testing.TB) string {
 	}
 	if *flagSeed != 1 {
 		fmt.Fprintf(&b, " -parity.seed %d", *flagSeed)
+	}
+	if *flagContract != "strict" {
+		fmt.Fprintf(&b, " -parity.contract %s", *flagContract)
+	}
+	if *flagRequire != "" {
+		fmt.Fprintf(&b, " -parity.require %s", *flagRequire)
+	}
+	if *flagExpectRoutes != flag.Lookup("parity.expect-routes").DefValue {
+		fmt.Fprintf(&b, " -parity.expect-routes '%s'", *flagExpectRoutes)
 	}
 	return b.String()
 }

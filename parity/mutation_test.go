@@ -10,6 +10,7 @@ import (
 	"github.com/gretacore/parity/internal/harness"
 	"github.com/gretacore/parity/internal/model"
 	"github.com/gretacore/parity/internal/stage"
+	"github.com/gretacore/parity/internal/tolerance"
 )
 
 // mutation is a shipped fault (gp_set_fault), a case that exposes it, and
@@ -42,6 +43,10 @@ var mutations = []mutation{
 	{"softmax_no_max", "tiny", dtype.F16, 9, harness.DistLargeQK, false, stage.Softmax, "softmax without max subtraction, scores near the f16 range"},
 	{"bias_skipped", "tiny-qwen", dtype.F16, 9, harness.DistNormal, false, stage.QProj, "QKV bias skipped on decode (Qwen shapes)"},
 	{"round_truncate", "tiny", dtype.F16, 9, harness.DistNormal, true, stage.QProj, "decode output truncated instead of rounded: one ulp, bitwise mode"},
+	{"attn_no_rescale", "tiny", dtype.F16, 129, harness.DistNormal, false, stage.Attn, "split-KV partials combined without rescaling by the running max (flash-decoding combine)"},
+	{"attn_lse_off_by_one", "tiny", dtype.F16, 129, harness.DistNormal, false, stage.Attn, "the LSE combine stops one split early: output right, LSE wrong"},
+	{"attn_causal_prev", "tiny", dtype.BF16, 17, harness.DistNormal, false, stage.Attn, "fused decode attention's causal limit at q_pos0 + i - 1: the query's own key dropped"},
+	{"attn_gqa_modulo", "tiny-gqa3", dtype.F16, 9, harness.DistNormal, false, stage.Attn, "fused attention maps head h to KV head h % n_kv_heads (group 3, 2 KV heads)"},
 }
 
 func modelByName(t *testing.T, name string) model.Shape {
@@ -56,70 +61,96 @@ func modelByName(t *testing.T, name string) model.Shape {
 }
 
 // TestMutations proves the suite catches each shipped fault and blames the
-// right stage: with the fault off the case passes (negative control); with
-// it on the case fails, the first chained divergence is the expected stage,
-// and that stage also fails in isolation (it is faulty in its own right).
+// right stage, under both accuracy contracts: with the fault off the case
+// passes (negative control); with it on the case fails, the first chained
+// divergence is the expected stage, and that stage also fails in isolation
+// (it is faulty in its own right). A library without faults skips it; a
+// fault whose stage the library does not run (a qk fault on a fused-only
+// library) skips with the missing capability.
 func TestMutations(t *testing.T) {
 	lib := openLib(t)
+	needCap(t, lib, gpapi.CapFaults)
 	if f := os.Getenv("GRETA_FAULT"); f != "" {
 		t.Skipf("GRETA_FAULT=%s is set for the whole run; TestMutations selects faults itself", f)
 	}
 	have := lib.Faults()
 	for _, m := range mutations {
-		name := m.fault + "/" + m.model + "/" + m.dt.String()
-		t.Run(name, func(t *testing.T) {
-			if !slices.Contains(have, m.fault) {
-				t.Fatalf("library %s does not implement fault %q (it has %v)", lib.Backend, m.fault, have)
-			}
-			c := harness.Case{Model: modelByName(t, m.model), S: m.s, Steps: 1, Dtype: m.dt,
-				Route: gpapi.RouteAuto, Dist: m.dist, Seed: 7}
-			if m.bitwis {
-				// On AUTO the GPU's decode GEMV and prefill GEMM may
-				// legitimately differ by one ulp, so a bitwise control would
-				// pass only by luck: force both onto one kernel instead.
-				c.Route = gpapi.RouteMFMA
-			}
-			mustSetFault(t, lib, "")
-			ctrl, err := runCase(t, lib, c)
-			if err != nil {
-				t.Fatalf("negative control: %v\nrerun: %s", err, rerunCommand(t))
-			}
-			if !ctrl.Pass() {
-				t.Fatalf("negative control (no fault) fails:\n%s\n%s\nrerun: %s", ctrl.Summary(), ctrl.Table(), rerunCommand(t))
-			}
-			mustSetFault(t, lib, m.fault)
-			defer mustSetFault(t, lib, "")
-			res, err := runCase(t, lib, c)
-			if err != nil {
-				t.Fatalf("fault %s: %v\nrerun: %s", m.fault, err, rerunCommand(t))
-			}
-			if res.Fault != m.fault {
-				t.Errorf("the report says fault %q is active, want %q", res.Fault, m.fault)
-			}
-			first := res.FirstDivergence()
-			switch {
-			case res.Pass():
-				t.Errorf("fault %s (%s) was NOT caught\n%s\n%s\nrerun: %s", m.fault, m.why, res.Summary(), res.Table(), rerunCommand(t))
-			case first == nil || first.Stage != m.first:
-				t.Errorf("fault %s: first divergence %v, want %v\n%s\n%s\nrerun: %s", m.fault, first, m.first, res.Summary(), res.Table(), rerunCommand(t))
-			case !slices.Contains(res.IsolatedFailures(), m.first):
-				t.Errorf("fault %s: %v does not fail in isolation (%v)\n%s\n%s\nrerun: %s", m.fault, m.first, res.IsolatedFailures(), res.Summary(), res.Table(), rerunCommand(t))
-			default:
-				t.Logf("caught %s: first divergence %s at decode%d (%v), isolated %v", m.fault, first.Stage, first.Step, first.Fails, res.IsolatedFailures())
-			}
-			if m.bitwis {
-				// A one-ulp fault is below the tolerance model's floor by
-				// design (two correct paths may differ by one rounding);
-				// say whether the tolerance mode sees it anyway.
-				c.Route = gpapi.RouteAuto
-				tol, err := runCase(t, lib, c)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Logf("%s in tolerance mode (no bitwise): caught=%v (README: the tolerance mode is not expected to see a one-ulp fault)", m.fault, !tol.Pass())
-			}
-		})
+		for _, ct := range []tolerance.Contract{tolerance.Strict, tolerance.Engine} {
+			name := m.fault + "/" + m.model + "/" + m.dt.String() + "/" + ct.String()
+			t.Run(name, func(t *testing.T) { checkMutation(t, lib, have, m, ct) })
+		}
 	}
+}
+
+// checkMutation runs one fault under one contract (see TestMutations).
+func checkMutation(t *testing.T, lib *gpapi.Lib, have []string, m mutation, ct tolerance.Contract) {
+	if cap := stageCapability(m.first); cap != "" {
+		needCap(t, lib, cap)
+	}
+	if !slices.Contains(have, m.fault) {
+		t.Fatalf("library %s does not implement fault %q (it has %v)", lib.Backend, m.fault, have)
+	}
+	c := harness.Case{Model: modelByName(t, m.model), S: m.s, Steps: 1, Dtype: m.dt,
+		Route: gpapi.RouteAuto, Dist: m.dist, Seed: 7, Contract: ct}
+	if m.bitwis {
+		// On AUTO the GPU's decode GEMV and prefill GEMM may
+		// legitimately differ by one ulp, so a bitwise control would
+		// pass only by luck: force both onto one kernel instead.
+		needCap(t, lib, gpapi.CapRoutes)
+		needCap(t, lib, gpapi.CapInvariance)
+		c.Route = gpapi.RouteMFMA
+	}
+	mustSetFault(t, lib, "")
+	ctrl, err := runCase(t, lib, c)
+	if err != nil {
+		t.Fatalf("negative control: %v\nrerun: %s", err, rerunCommand(t))
+	}
+	if !ctrl.Pass() {
+		t.Fatalf("negative control (no fault) fails:\n%s\n%s\nrerun: %s", ctrl.Summary(), ctrl.Table(), rerunCommand(t))
+	}
+	mustSetFault(t, lib, m.fault)
+	defer mustSetFault(t, lib, "")
+	res, err := runCase(t, lib, c)
+	if err != nil {
+		t.Fatalf("fault %s: %v\nrerun: %s", m.fault, err, rerunCommand(t))
+	}
+	if res.Fault != m.fault {
+		t.Errorf("the report says fault %q is active, want %q", res.Fault, m.fault)
+	}
+	first := res.FirstDivergence()
+	switch {
+	case res.Pass():
+		t.Errorf("fault %s (%s) was NOT caught\n%s\n%s\nrerun: %s", m.fault, m.why, res.Summary(), res.Table(), rerunCommand(t))
+	case first == nil || first.Stage != m.first:
+		t.Errorf("fault %s: first divergence %v, want %v\n%s\n%s\nrerun: %s", m.fault, first, m.first, res.Summary(), res.Table(), rerunCommand(t))
+	case !slices.Contains(res.IsolatedFailures(), m.first):
+		t.Errorf("fault %s: %v does not fail in isolation (%v)\n%s\n%s\nrerun: %s", m.fault, m.first, res.IsolatedFailures(), res.Summary(), res.Table(), rerunCommand(t))
+	default:
+		t.Logf("caught %s: first divergence %s at decode%d (%v), isolated %v", m.fault, first.Stage, first.Step, first.Fails, res.IsolatedFailures())
+	}
+	if m.bitwis {
+		// A one-ulp fault is below the tolerance model's floor by
+		// design (two correct paths may differ by one rounding);
+		// say whether the tolerance mode sees it anyway.
+		c.Route = gpapi.RouteAuto
+		tol, err := runCase(t, lib, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s in tolerance mode (no bitwise): caught=%v (README: the tolerance mode is not expected to see a one-ulp fault)", m.fault, !tol.Pass())
+	}
+}
+
+// stageCapability is the capability a stage needs beyond the core ("" for
+// core stages).
+func stageCapability(st stage.Stage) gpapi.Capability {
+	switch st {
+	case stage.QK, stage.Softmax, stage.PV:
+		return gpapi.CapUnfused
+	case stage.Attn:
+		return gpapi.CapFused
+	}
+	return ""
 }
 
 func mustSetFault(t *testing.T, lib *gpapi.Lib, f string) {

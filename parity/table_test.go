@@ -2,6 +2,8 @@ package parity
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gretacore/parity/internal/gpapi"
@@ -33,19 +35,26 @@ func TestParity(t *testing.T) {
 			c.Route = forced
 		}
 		c.Bitwise = *flagBitwise
-		leaf := c.Route.String()
-		if c.Steps > 1 {
-			leaf += fmt.Sprintf("_steps=%d", c.Steps)
-		}
+		leaf := c.Leaf() // "auto", "auto_steps=4", "auto_dist=outliers", "mfma_pos0=4095", "auto_fused-only"
 		named = append(named, namedCase{[]string{c.Model.Name, c.Dtype.String(), fmt.Sprintf("S=%d", c.S), leaf}, c})
 	}
 	// Levels 0 and 1 (model, dtype) run in order, so one set of weights is
 	// on the device at a time; S and route run in parallel within them (the
 	// library serializes kernel calls; references and checks overlap).
+	expect, err := parseExpectRoutes(*flagExpectRoutes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noteMissing(t, lib)
 	runTree(t, named, 2, func(t *testing.T, c harness.Case) {
+		if !lib.SupportsRoute(c.Route) {
+			needCap(t, lib, gpapi.CapRoutes)
+			t.Skipf("library %q does not accept route %v (gp_forced_routes() = %v)", lib.Backend, c.Route, lib.ForcedRoutes())
+		}
+		c.Contract = contract(t)
 		res := checkCase(t, lib, c)
 		if !t.Failed() {
-			checkAttestation(t, c, res)
+			checkAttestation(t, lib, c, res, expect)
 		}
 	})
 }
@@ -86,21 +95,82 @@ func runTree(t *testing.T, cases []namedCase, parallelFrom int, f func(*testing.
 	}
 }
 
-// checkAttestation proves which kernels were compared: on AUTO, prefill
-// (M > 1) must have run the MFMA route and decode (M = 1) the VALU route;
-// forced, both ran the forced route.
-func checkAttestation(t *testing.T, c harness.Case, res *harness.Result) {
+// routeExpectation is -parity.expect-routes: the routes AUTO must run for
+// the projections on each path (set = false: report only).
+type routeExpectation struct {
+	set             bool
+	prefill, decode gpapi.Route
+}
+
+func parseExpectRoutes(v string) (routeExpectation, error) {
+	if v == "none" || v == "" {
+		return routeExpectation{}, nil
+	}
+	e := routeExpectation{set: true}
+	seen := map[string]bool{}
+	for _, f := range strings.Split(v, ",") {
+		path, route, ok := strings.Cut(strings.TrimSpace(f), ":")
+		r, err := gpapi.ParseRoute(route)
+		if !ok || err != nil || r == gpapi.RouteAuto {
+			return e, fmt.Errorf("-parity.expect-routes=%q: %q is not PATH:ROUTE with PATH prefill or decode and ROUTE mfma or valu", v, f)
+		}
+		switch path {
+		case "prefill":
+			e.prefill = r
+		case "decode":
+			e.decode = r
+		default:
+			return e, fmt.Errorf("-parity.expect-routes=%q: path %q is not prefill or decode", v, path)
+		}
+		seen[path] = true
+	}
+	if !seen["prefill"] || !seen["decode"] {
+		return e, fmt.Errorf("-parity.expect-routes=%q: give both prefill:ROUTE and decode:ROUTE, or none", v)
+	}
+	return e, nil
+}
+
+// checkAttestation proves which kernels were compared. Forced, both paths
+// must have run the forced route. On AUTO, the stated expectation
+// (-parity.expect-routes; by default this repo's policy, MFMA for prefill
+// and VALU for decode) is checked; with none, the routes are only
+// reported. Without gp_last_launch there is nothing to check: that is a
+// note, or a failure under -parity.require=attestation.
+func checkAttestation(t *testing.T, lib *gpapi.Lib, c harness.Case, res *harness.Result, e routeExpectation) {
 	t.Helper()
-	wantPre, wantDec := gpapi.RouteMFMA, gpapi.RouteVALU
+	if !lib.Has(gpapi.CapAttestation) {
+		if slices.Contains(required(t), gpapi.CapAttestation) {
+			t.Errorf("-parity.require=attestation: %v", lib.Need(gpapi.CapAttestation))
+		}
+		return
+	}
+	wantPre, wantDec := e.prefill, e.decode
 	if c.Route != gpapi.RouteAuto {
 		wantPre, wantDec = c.Route, c.Route
+	} else if !e.set {
+		t.Logf("routes (attested, not checked: -parity.expect-routes=none):\n%s", res.Routes())
+		return
 	}
-	for _, st := range []stage.Stage{stage.QProj, stage.KProj, stage.VProj, stage.AttnOut} {
+	for _, st := range stage.Projections() {
 		if got := res.Prefill[st].Route; got != wantPre {
 			t.Errorf("attestation: prefill %v ran route %v (%s), want %v\nrerun: %s", st, got, res.Prefill[st], wantPre, rerunCommand(t))
 		}
 		if got := res.Decode[st].Route; got != wantDec {
 			t.Errorf("attestation: decode %v ran route %v (%s), want %v\nrerun: %s", st, got, res.Decode[st], wantDec, rerunCommand(t))
 		}
+	}
+}
+
+// noteMissing says once, at the top of a suite, which optional stages and
+// checks the library's missing capabilities leave out; a required one
+// fails the suite.
+func noteMissing(t *testing.T, lib *gpapi.Lib) {
+	t.Helper()
+	for _, c := range lib.Missing() {
+		err := lib.Need(c)
+		if slices.Contains(required(t), c) {
+			t.Fatalf("-parity.require=%s: %v", c, err)
+		}
+		t.Logf("not checked: %v", err)
 	}
 }

@@ -15,8 +15,10 @@ import (
 )
 
 // ABIVersion is the GP_ABI_VERSION this binding was written against.
-// Version 2 added gp_memcpy_d2d and GP_ROUTE_BLAS.
-const ABIVersion = 2
+// Version 2 added gp_memcpy_d2d and GP_ROUTE_BLAS; version 3 split the ABI
+// into a required core and optional capabilities (capability.go) and added
+// fused attention (gp_attention).
+const ABIVersion = 3
 
 // Status is a gp_status code.
 type Status int32
@@ -70,6 +72,7 @@ type Lib struct {
 	Backend string // gp_backend_name()
 	mu      sync.Mutex
 	handle  uintptr
+	caps    map[Capability]bool
 
 	// int gp_abi_version(void);
 	abiVersion func() int32
@@ -117,6 +120,12 @@ type Lib struct {
 	faultCount func() int32
 	// const char *gp_fault_name(int i);
 	faultName func(i int32) string
+	// int gp_forced_routes(void);
+	forcedRoutes func() int32
+	// int gp_attention(int dtype, const void *q, const void *k_cache, const void *v_cache, void *out, float *lse, int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim, int q_pos0, float scale, int causal);
+	attention func(dtype int32, q, kCache, vCache, out, lse uintptr, nQ, nKV, nHeads, nKVHeads, headDim, qPos0 int32, scale float32, causal int32) int32
+	// const char *gp_batch_invariant_stages(void);
+	batchInvariantStages func() string
 }
 
 // Open loads the library at path, checks gp_abi_version() == ABIVersion
@@ -138,7 +147,7 @@ func Open(path string) (*Lib, error) {
 		return nil, &LoadError{Path: path, Reason: "ABI mismatch",
 			Err: fmt.Errorf("gp_abi_version() = %d, this harness speaks version %d", v, ABIVersion)}
 	}
-	binds := []struct {
+	core := []struct {
 		fn   any
 		name string
 	}{
@@ -150,25 +159,19 @@ func Open(path string) (*Lib, error) {
 		{&l.free, "gp_free"},
 		{&l.memcpyH2D, "gp_memcpy_h2d"},
 		{&l.memcpyD2H, "gp_memcpy_d2h"},
-		{&l.memcpyD2D, "gp_memcpy_d2d"},
 		{&l.synchronize, "gp_synchronize"},
 		{&l.rmsnorm, "gp_rmsnorm"},
 		{&l.linear, "gp_linear"},
 		{&l.rope, "gp_rope"},
 		{&l.kvAppend, "gp_kv_append"},
-		{&l.attnScores, "gp_attn_scores"},
-		{&l.softmax, "gp_softmax"},
-		{&l.attnPV, "gp_attn_pv"},
-		{&l.lastLaunch, "gp_last_launch"},
-		{&l.setFault, "gp_set_fault"},
-		{&l.activeFault, "gp_active_fault"},
-		{&l.faultCount, "gp_fault_count"},
-		{&l.faultName, "gp_fault_name"},
 	}
-	for _, b := range binds {
+	for _, b := range core {
 		if err := l.bind(b.fn, b.name); err != nil {
 			return nil, err
 		}
+	}
+	if err := l.bindCapabilities(); err != nil {
+		return nil, err
 	}
 	l.Backend = l.backendName()
 	return l, nil
@@ -211,6 +214,9 @@ func (l *Lib) DeviceCount() (int, error) {
 // CopyD2D calls gp_memcpy_d2d: bytes from device src to device dst
 // (asynchronous where the backend is; the regions must not overlap).
 func (l *Lib) CopyD2D(dst, src uintptr, bytes int) error {
+	if err := l.Need(CapD2D); err != nil {
+		return err
+	}
 	if bytes < 0 {
 		return fmt.Errorf("gp_memcpy_d2d: bytes=%d must be >= 0", bytes)
 	}

@@ -100,14 +100,25 @@ func (l *Lib) attest() (Launch, error) {
 }
 
 // call runs one sub-stage entry point under the lock and returns its
-// attestation.
+// attestation (the zero Launch without the attestation capability).
 func (l *Lib) call(fn string, f func() int32) (Launch, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.check(fn, f()); err != nil {
 		return Launch{}, err
 	}
+	if !l.caps[CapAttestation] {
+		return Launch{}, nil
+	}
 	return l.attest()
+}
+
+// callCap is call for an entry point of an optional capability.
+func (l *Lib) callCap(c Capability, fn string, f func() int32) (Launch, error) {
+	if err := l.Need(c); err != nil {
+		return Launch{}, err
+	}
+	return l.call(fn, f)
 }
 
 // RMSNorm calls gp_rmsnorm.
@@ -142,39 +153,62 @@ func (l *Lib) AttnScores(dt int32, q, kCache, scores uintptr, nQ, nKV, nHeads, n
 	if causal {
 		c = 1
 	}
-	return l.call("gp_attn_scores", func() int32 {
+	return l.callCap(CapUnfused, "gp_attn_scores", func() int32 {
 		return l.attnScores(dt, q, kCache, scores, int32(nQ), int32(nKV), int32(nHeads), int32(nKVHeads), int32(headDim), int32(qPos0), scale, c)
 	})
 }
 
 // Softmax calls gp_softmax.
 func (l *Lib) Softmax(scores, probs uintptr, nHeads, nQ, nKV int) (Launch, error) {
-	return l.call("gp_softmax", func() int32 { return l.softmax(scores, probs, int32(nHeads), int32(nQ), int32(nKV)) })
+	return l.callCap(CapUnfused, "gp_softmax", func() int32 { return l.softmax(scores, probs, int32(nHeads), int32(nQ), int32(nKV)) })
 }
 
 // AttnPV calls gp_attn_pv.
 func (l *Lib) AttnPV(dt int32, probs, vCache, out uintptr, nQ, nKV, nHeads, nKVHeads, headDim int) (Launch, error) {
-	return l.call("gp_attn_pv", func() int32 {
+	return l.callCap(CapUnfused, "gp_attn_pv", func() int32 {
 		return l.attnPV(dt, probs, vCache, out, int32(nQ), int32(nKV), int32(nHeads), int32(nKVHeads), int32(headDim))
 	})
 }
 
-// SetFault selects a named fault ("" or "none" clears it).
+// Attention calls gp_attention (fused attention; lse may be 0).
+func (l *Lib) Attention(dt int32, q, kCache, vCache, out, lse uintptr, nQ, nKV, nHeads, nKVHeads, headDim, qPos0 int, scale float32, causal bool) (Launch, error) {
+	c := int32(0)
+	if causal {
+		c = 1
+	}
+	return l.callCap(CapFused, "gp_attention", func() int32 {
+		return l.attention(dt, q, kCache, vCache, out, lse, int32(nQ), int32(nKV), int32(nHeads), int32(nKVHeads), int32(headDim), int32(qPos0), scale, c)
+	})
+}
+
+// SetFault selects a named fault ("" or "none" clears it); a
+// *MissingError without the faults capability.
 func (l *Lib) SetFault(name string) error {
+	if err := l.Need(CapFaults); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.check("gp_set_fault", l.setFault(name))
 }
 
-// ActiveFault returns the active fault's name, "none" if none.
+// ActiveFault returns the active fault's name, "none" if none (always
+// without the faults capability).
 func (l *Lib) ActiveFault() string {
+	if !l.caps[CapFaults] {
+		return "none"
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.activeFault()
 }
 
-// Faults lists the fault names the library implements.
+// Faults lists the fault names the library implements (none without the
+// faults capability).
 func (l *Lib) Faults() []string {
+	if !l.caps[CapFaults] {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.faultCount()

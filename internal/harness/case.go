@@ -7,12 +7,14 @@ package harness
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strings"
 
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/gpapi"
 	"github.com/gretacore/parity/internal/model"
+	"github.com/gretacore/parity/internal/tolerance"
 )
 
 // Dist names a value distribution of the generated inputs.
@@ -49,28 +51,30 @@ type Case struct {
 	// when Route is forced (MFMA or VALU): the same kernel on the same
 	// inputs must give the same bits whatever M is.
 	Bitwise bool
+	// Contract is the accuracy contract the local bounds follow
+	// (tolerance.Strict unless -parity.contract says otherwise).
+	Contract tolerance.Contract
+	// FusedOnly runs only the fused attention stage: the unfused path's
+	// [n_heads, P, P] f32 score matrix would be gigabytes at long context.
+	FusedOnly bool
 }
 
 // P is the number of prefill tokens.
 func (c Case) P() int { return c.S + c.Steps - 1 }
 
-// RequireBitwise reports whether the case must match bit for bit.
-func (c Case) RequireBitwise() bool { return c.Bitwise || c.Route != gpapi.RouteAuto }
+// RequireBitwise reports whether the case must match bit for bit (at the
+// stages the library declares batch invariant). The vendor BLAS route is
+// never bitwise: the library picks its kernel by M.
+func (c Case) RequireBitwise() bool {
+	return c.Bitwise || (c.Route != gpapi.RouteAuto && c.Route != gpapi.RouteBLAS)
+}
 
 // Name is the subtest name, e.g. "llama3-8b/f16/S=129/auto"; options that
-// differ from the defaults are appended ("/steps=3", "/dist=outliers").
+// differ from the defaults are appended ("/steps=3", "/dist=outliers",
+// "/pos0=4095", "/fused-only", "/bitwise", "/fault=...").
 func (c Case) Name() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s/%s/S=%d/%s", c.Model.Name, c.Dtype, c.S, c.Route)
-	if c.Steps > 1 {
-		fmt.Fprintf(&b, "/steps=%d", c.Steps)
-	}
-	if c.Dist != "" && c.Dist != DistNormal {
-		fmt.Fprintf(&b, "/dist=%s", c.Dist)
-	}
-	if c.PosOffset != 0 {
-		fmt.Fprintf(&b, "/pos0=%d", c.PosOffset)
-	}
+	fmt.Fprintf(&b, "%s/%s/S=%d/%s", c.Model.Name, c.Dtype, c.S, caseOptions(c, "/"))
 	if c.Bitwise && c.Route == gpapi.RouteAuto {
 		b.WriteString("/bitwise")
 	}
@@ -79,6 +83,13 @@ func (c Case) Name() string {
 	}
 	return b.String()
 }
+
+// Leaf is the last element of the table's subtest path [model, dtype,
+// "S=..", leaf]: the route, then the options that differ from the defaults,
+// joined by "_" ("auto", "auto_steps=4", "auto_dist=outliers",
+// "mfma_pos0=4095", "auto_fused-only"). Bitwise and Fault are left out: the
+// table sets them for a whole run, not per case.
+func (c Case) Leaf() string { return caseOptions(c, "_") }
 
 // Validate reports the first invalid field.
 func (c Case) Validate() error {
@@ -94,8 +105,13 @@ func (c Case) Validate() error {
 		return fmt.Errorf("pos0=%d must be >= 0", c.PosOffset)
 	case c.Dtype < dtype.F32 || c.Dtype > dtype.BF16:
 		return fmt.Errorf("dtype %v is unknown", c.Dtype)
-	case c.Route < gpapi.RouteAuto || c.Route > gpapi.RouteVALU:
+	case c.Route < gpapi.RouteAuto || c.Route > gpapi.RouteBLAS:
 		return fmt.Errorf("route %v is unknown", c.Route)
+	case c.PosOffset > math.MaxInt32-c.P():
+		return fmt.Errorf("pos0=%d + P=%d overflows the int32 positions", c.PosOffset, c.P())
+	case c.Model.MaxPosition > 0 && c.PosOffset+c.P() > c.Model.MaxPosition:
+		return fmt.Errorf("pos0=%d + P=%d exceeds the context of %s (max_position=%d)",
+			c.PosOffset, c.P(), c.Model.Name, c.Model.MaxPosition)
 	}
 	switch c.Dist {
 	case "", DistNormal, DistPositive, DistOutliers, DistLargeQK:
@@ -105,16 +121,21 @@ func (c Case) Validate() error {
 	return nil
 }
 
-// ForcedRoute returns the route GRETA_GEMM_FORCE selects (MFMA or VALU),
-// or RouteAuto when it is unset. An invalid value is an error.
+// ForcedRoute returns the route GRETA_GEMM_FORCE selects (MFMA, VALU, or
+// BLAS: the vendor GEMM on both paths, compared in tolerance mode because a
+// vendor library is not batch invariant), or RouteAuto when it is unset.
+// An invalid value is an error.
 func ForcedRoute() (gpapi.Route, error) {
 	v := os.Getenv("GRETA_GEMM_FORCE")
 	if v == "" {
 		return gpapi.RouteAuto, nil
 	}
+	if strings.EqualFold(v, gpapi.RouteBLAS.String()) {
+		return gpapi.RouteBLAS, nil
+	}
 	r, err := gpapi.ParseRoute(v)
 	if err != nil {
-		return 0, fmt.Errorf("GRETA_GEMM_FORCE: %w", err)
+		return 0, fmt.Errorf("GRETA_GEMM_FORCE: %w (or blas)", err)
 	}
 	return r, nil
 }

@@ -3,7 +3,6 @@ package harness
 import (
 	"math"
 
-	"github.com/gretacore/parity/internal/reference"
 	"github.com/gretacore/parity/internal/stage"
 	"github.com/gretacore/parity/internal/tolerance"
 )
@@ -43,8 +42,25 @@ type StageResult struct {
 	FAErrD, FAErrP float64 // max error of each path against the float64 chain reference
 	FARatio        float64 // FAErrD / (FAFactor·FAErrP + max tol) (≤ 1 passes)
 	WorstIndex     int     // element with the largest |d−p|/tol
-	Fails          []Check
-	Notes          []string // integrity issues
+	// StrictMargin and EngineMargin are the largest of the pair and
+	// reference margins under each accuracy contract (≤ 1: within it),
+	// whichever contract the checks used: a stage failing strict with
+	// EngineMargin ≤ 1 is a rounding-level difference, not a logic bug.
+	StrictMargin, EngineMargin float64
+	Fails                      []Check
+	Notes                      []string // integrity issues
+}
+
+// Within names the strictest accuracy contract the stage meets: "strict",
+// "engine" (within engine, beyond strict) or "" (beyond both).
+func (s *StageResult) Within() string {
+	switch {
+	case s.StrictMargin <= 1:
+		return tolerance.Strict.String()
+	case s.EngineMargin <= 1:
+		return tolerance.Engine.String()
+	}
+	return ""
 }
 
 // OK reports whether every check passed.
@@ -66,121 +82,23 @@ type ctx struct {
 	in *Inputs
 }
 
-// stageIn collects a stage's inputs from the row of the path that fed it.
-type stageIn struct {
-	x, x2        []float64   // main input (and v_proj for the cache stage)
-	kRows, vRows [][]float64 // cache rows read by qk / pv
-}
+func (k *ctx) layout() int { return int(k.c.Model.Layout()) }
 
-func (k *ctx) inputsOf(st stage.Stage, row *Row) stageIn {
-	h := k.dm.h
-	switch st {
-	case stage.XNorm:
-		return stageIn{x: k.in.X[row.R*h : (row.R+1)*h]}
-	case stage.QProj, stage.KProj, stage.VProj:
-		return stageIn{x: row.Out[stage.XNorm]}
-	case stage.QRope:
-		return stageIn{x: row.Out[stage.QProj]}
-	case stage.KRope:
-		return stageIn{x: row.Out[stage.KProj]}
-	case stage.KVCache:
-		return stageIn{x: row.Out[stage.KRope], x2: row.Out[stage.VProj]}
-	case stage.QK:
-		return stageIn{x: row.Out[stage.QRope], kRows: row.KRows}
-	case stage.Softmax:
-		return stageIn{x: row.Out[stage.QK]}
-	case stage.PV:
-		return stageIn{x: row.Out[stage.Softmax], vRows: row.VRows}
-	case stage.AttnOut:
-		return stageIn{x: row.Out[stage.PV]}
+// inputsOf collects def's inputs from the row of the path that fed it.
+func (k *ctx) inputsOf(p *plan, def *stageDef, row *Row) stageIn {
+	var in stageIn
+	if def.readsInput {
+		h := k.dm.h
+		in.x = append(in.x, k.in.X[row.R*h:(row.R+1)*h])
 	}
-	return stageIn{}
-}
-
-// local returns the float64 reference of stage st on inputs in, and the
-// local tolerance of each element (internal/tolerance).
-func (k *ctx) local(st stage.Stage, in stageIn, r, pos int) (ref, tol []float64) {
-	m, W, dt, dm := k.c.Model, k.in.W, k.c.Dtype, k.dm
-	theta, layout := float64(dm.theta), int(m.Layout())
-	switch st {
-	case stage.XNorm:
-		y, rr := reference.RMSNorm(in.x, W.NormW, float64(dm.eps))
-		return y, tolerance.RMSNorm(in.x, W.NormW, rr, y, dt)
-	case stage.QProj, stage.KProj, stage.VProj, stage.AttnOut:
-		w, b, n := k.weights(st)
-		y := reference.Linear(in.x, w, b, n)
-		return y, tolerance.Linear(in.x, w, b, y, dt)
-	case stage.QRope, stage.KRope:
-		nh := dm.nh
-		if st == stage.KRope {
-			nh = dm.nkv
-		}
-		y := reference.Rope(in.x, pos, nh, dm.hd, theta, layout)
-		return y, tolerance.Rope(in.x, y, pos, nh, dm.hd, theta, layout, dt)
-	case stage.KVCache:
-		// An append is a copy: exact, tolerance 0.
-		y := append(append([]float64{}, in.x...), in.x2...)
-		return y, make([]float64, len(y))
-	case stage.QK:
-		s := reference.Scores(in.x, in.kRows, dm.nh, dm.nkv, dm.hd, r, float64(dm.scale))
-		return s, tolerance.Scores(in.x, in.kRows, s, dm.nh, dm.nkv, dm.hd, r, float64(dm.scale))
-	case stage.Softmax:
-		n := r + 1
-		p := reference.Softmax(in.x, dm.nh, n)
-		return p, tolerance.Softmax(in.x, p, dm.nh, n)
-	case stage.PV:
-		o := reference.PV(in.x, in.vRows, dm.nh, dm.nkv, dm.hd)
-		return o, tolerance.PV(in.x, in.vRows, o, dm.nh, dm.nkv, dm.hd, dt)
+	for _, s := range p.readsOf(def) {
+		v := row.Out[s]
+		in.x = append(in.x, v[:primaryLen(defOf(s), k.dm, v)])
 	}
-	return nil, nil
-}
-
-func (k *ctx) weights(st stage.Stage) (w, b []float64, n int) {
-	W, dm := k.in.W, k.dm
-	switch st {
-	case stage.QProj:
-		return W.Wq, W.Bq, dm.qd
-	case stage.KProj:
-		return W.Wk, W.Bk, dm.kvd
-	case stage.VProj:
-		return W.Wv, W.Bv, dm.kvd
+	if def.cache != cacheNone {
+		in.kRows, in.vRows = row.KRows, row.VRows
 	}
-	return W.Wo, nil, dm.h
-}
-
-// prop bounds how much the stage's exact output moves when its inputs move
-// from inP (prefill's) to inD (decode's): internal/tolerance's *Prop.
-func (k *ctx) prop(st stage.Stage, inD, inP stageIn, refP []float64, r, pos int) []float64 {
-	m, dm := k.c.Model, k.dm
-	dx := diff(inD.x, inP.x)
-	switch st {
-	case stage.XNorm:
-		_, rr := reference.RMSNorm(inP.x, k.in.W.NormW, float64(dm.eps))
-		return tolerance.RMSNormProp(inP.x, dx, k.in.W.NormW, rr)
-	case stage.QProj, stage.KProj, stage.VProj, stage.AttnOut:
-		w, _, n := k.weights(st)
-		return tolerance.LinearProp(dx, w, n)
-	case stage.QRope, stage.KRope:
-		nh := dm.nh
-		if st == stage.KRope {
-			nh = dm.nkv
-		}
-		return tolerance.RopeProp(dx, pos, nh, dm.hd, float64(dm.theta), int(m.Layout()))
-	case stage.KVCache:
-		// A copy moves exactly as its input moved.
-		out := append(dx, diff(inD.x2, inP.x2)...)
-		for i, v := range out {
-			out[i] = math.Abs(v)
-		}
-		return out
-	case stage.QK:
-		return tolerance.ScoresProp(inP.x, dx, inP.kRows, diffRows(inD.kRows, inP.kRows), dm.nh, dm.nkv, dm.hd, r, float64(dm.scale))
-	case stage.Softmax:
-		return tolerance.SoftmaxProp(refP, dx, dm.nh, r+1)
-	case stage.PV:
-		return tolerance.PVProp(inP.x, dx, inP.vRows, diffRows(inD.vRows, inP.vRows), dm.nh, dm.nkv, dm.hd)
-	}
-	return nil
+	return in
 }
 
 // diff returns a − b elementwise; equal infinities give 0, anything else
@@ -213,16 +131,23 @@ func diffRows(a, b [][]float64) [][]float64 {
 }
 
 // compareStage runs every check of one stage (see Check). d and p are the
-// decode and prefill outputs; local (local_d + local_p) and prop make the
-// pair tolerance; refD/tolD and refP/tolP are the local references and
-// bounds; chain the float64 chain reference. prop may be nil (isolated).
-func compareStage(sr *StageResult, d, p []float64, dBits, pBits []uint32, local, prop, refD, tolD, refP, tolP, chain []float64, requireBitwise bool) {
+// decode and prefill outputs; ld and lp the local references and bounds on
+// each path's inputs; prop the propagated bound (nil in isolated mode);
+// chain the float64 chain reference. The checks use the bounds of
+// contract; the margins under both contracts are kept for the report
+// (Within).
+func compareStage(sr *StageResult, d, p []float64, dBits, pBits []uint32, ld, lp local, prop, chain []float64, contract tolerance.Contract, requireBitwise bool) {
 	sr.N = len(p)
 	sr.Bitwise = len(d) == len(p)
 	if len(d) != len(p) {
 		sr.fail(CheckPair)
 		sr.MaxAbs, sr.Margin = math.Inf(1), math.Inf(1)
 		return
+	}
+	tolD, tolP := ld.bound(contract), lp.bound(contract)
+	local := make([]float64, len(tolP))
+	for i := range local {
+		local[i] = tolD[i] + tolP[i]
 	}
 	var sumAbs, sumSq, sumRef, maxTol float64
 	sr.WorstIndex = -1
@@ -265,8 +190,8 @@ func compareStage(sr *StageResult, d, p []float64, dBits, pBits []uint32, local,
 		sr.fail(CheckBitwise)
 	}
 	var nfD, nfP bool
-	sr.RefMarginD, nfD = refMargin(d, refD, tolD)
-	sr.RefMarginP, nfP = refMargin(p, refP, tolP)
+	sr.RefMarginD, nfD = refMargin(d, ld.ref, tolD)
+	sr.RefMarginP, nfP = refMargin(p, lp.ref, tolP)
 	if nfD || nfP {
 		sr.fail(CheckNonFinite)
 	}
@@ -281,6 +206,31 @@ func compareStage(sr *StageResult, d, p []float64, dBits, pBits []uint32, local,
 	if sr.FARatio > 1 {
 		sr.fail(CheckFA)
 	}
+	sr.StrictMargin = contractMargin(d, p, ld.ref, lp.ref, ld.strict, lp.strict, prop)
+	sr.EngineMargin = contractMargin(d, p, ld.ref, lp.ref, ld.engine, lp.engine, prop)
+}
+
+// contractMargin is the largest of the pair margin and both reference
+// margins under one contract's local bounds.
+func contractMargin(d, p, refD, refP, tolD, tolP, prop []float64) float64 {
+	var m float64
+	for i := range p {
+		if d[i] == p[i] {
+			continue
+		}
+		carried := 0.0
+		if prop != nil {
+			carried = prop[i]
+		}
+		delta := math.Abs(d[i] - p[i])
+		if math.IsNaN(delta) || math.IsInf(delta, 0) {
+			return math.Inf(1)
+		}
+		m = math.Max(m, ratio(math.Max(0, delta-carried), tolD[i]+tolP[i]))
+	}
+	md, _ := refMargin(d, refD, tolD)
+	mp, _ := refMargin(p, refP, tolP)
+	return math.Max(m, math.Max(md, mp))
 }
 
 // ratio is a/b with 0/0 = 0 and x/0 = +Inf.

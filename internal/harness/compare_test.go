@@ -4,17 +4,24 @@ import (
 	"math"
 	"slices"
 	"testing"
+
+	"github.com/gretacore/parity/internal/tolerance"
 )
+
+// loc is a local bound with the same tolerance under both contracts.
+func loc(ref, tol []float64) local { return local{ref: ref, strict: tol, engine: tol} }
+
 
 // TestCompareStageChecksCanFail feeds compareStage synthetic rows: every
 // check passes on equal data and fails on the perturbation it exists for.
 func TestCompareStageChecksCanFail(t *testing.T) {
 	p := []float64{1, -2, 3, math.Inf(-1)}
 	bits := []uint32{1, 2, 3, 4}
-	tol := []float64{0.01, 0.01, 0.01, 0}
+	// Each path's local bound is half the pair tolerance 0.01.
+	half := []float64{0.005, 0.005, 0.005, 0}
 	run := func(d []float64, dBits []uint32, bitwise bool) StageResult {
 		var sr StageResult
-		compareStage(&sr, d, p, dBits, bits, tol, nil, p, tol, p, tol, p, bitwise)
+		compareStage(&sr, d, p, dBits, bits, loc(p, half), loc(p, half), nil, p, tolerance.Strict, bitwise)
 		return sr
 	}
 	if sr := run(p, bits, true); !sr.OK() || !sr.Bitwise || sr.Margin != 0 {
@@ -50,10 +57,11 @@ func TestCompareStageChecksCanFail(t *testing.T) {
 func TestFACheck(t *testing.T) {
 	chain := []float64{1, 1}
 	p := []float64{1.001, 1}
-	tol := []float64{1e-4, 1e-4}
 	var ok, bad StageResult
-	compareStage(&ok, []float64{1.0015, 1}, p, []uint32{1, 0}, []uint32{2, 0}, []float64{1, 1}, nil, chain, []float64{1, 1}, chain, []float64{1, 1}, chain, false)
-	compareStage(&bad, []float64{1.005, 1}, p, []uint32{1, 0}, []uint32{2, 0}, tol, nil, chain, []float64{1, 1}, chain, []float64{1, 1}, chain, false)
+	// ok: bounds so loose that only the FA check could fail; bad: tight.
+	pair := loc(chain, []float64{0.5e-4, 0.5e-4})
+	compareStage(&ok, []float64{1.0015, 1}, p, []uint32{1, 0}, []uint32{2, 0}, loc(chain, []float64{0.5, 0.5}), loc(chain, []float64{0.5, 0.5}), nil, chain, tolerance.Strict, false)
+	compareStage(&bad, []float64{1.005, 1}, p, []uint32{1, 0}, []uint32{2, 0}, pair, pair, nil, chain, tolerance.Strict, false)
 	if slices.Contains(ok.Fails, CheckFA) {
 		t.Errorf("decode error 1.5e-3 vs prefill 1e-3 fails FA: %+v", ok)
 	}
@@ -66,15 +74,41 @@ func TestFACheck(t *testing.T) {
 // bound passes with margin 0; beyond prop + local it fails.
 func TestCarriedDifference(t *testing.T) {
 	p := []float64{1, 2}
-	local := []float64{0.01, 0.01}
+	half := []float64{0.005, 0.005}
 	prop := []float64{0.5, 0}
 	var ok, bad StageResult
-	compareStage(&ok, []float64{1.5, 2}, p, []uint32{1, 0}, []uint32{2, 0}, local, prop, []float64{1.5, 2}, local, p, local, []float64{1.5, 2}, false)
+	compareStage(&ok, []float64{1.5, 2}, p, []uint32{1, 0}, []uint32{2, 0}, loc([]float64{1.5, 2}, half), loc(p, half), prop, []float64{1.5, 2}, tolerance.Strict, false)
 	if !ok.OK() || ok.Margin != 0 {
 		t.Errorf("carried difference: %+v, want ok with margin 0", ok)
 	}
-	compareStage(&bad, []float64{1.52, 2}, p, []uint32{1, 0}, []uint32{2, 0}, local, prop, []float64{1.52, 2}, local, p, local, []float64{1.52, 2}, false)
+	compareStage(&bad, []float64{1.52, 2}, p, []uint32{1, 0}, []uint32{2, 0}, loc([]float64{1.52, 2}, half), loc(p, half), prop, []float64{1.52, 2}, tolerance.Strict, false)
 	if !slices.Contains(bad.Fails, CheckPair) || math.Abs(bad.Margin-2) > 1e-6 {
 		t.Errorf("0.02 beyond the carried 0.5 with local 0.01: %+v, want pair failure, margin 2", bad)
+	}
+}
+
+// TestContracts: a difference beyond the strict bound but within strict +
+// the engine term fails under strict, passes under engine, and both say
+// "within engine, beyond strict"; beyond the engine bound it fails both.
+func TestContracts(t *testing.T) {
+	p := []float64{1, 2}
+	l := local{ref: p, strict: []float64{0.005, 0.005}, engine: []float64{0.05, 0.05}}
+	run := func(d []float64, c tolerance.Contract) StageResult {
+		var sr StageResult
+		compareStage(&sr, d, p, []uint32{1, 0}, []uint32{2, 0}, local{ref: d, strict: l.strict, engine: l.engine}, l, nil, p, c, false)
+		return sr
+	}
+	rounding := []float64{1.03, 2}
+	if sr := run(rounding, tolerance.Strict); sr.OK() || sr.Within() != "engine" {
+		t.Errorf("0.03 off with strict 0.01, engine 0.1: %+v, want a strict failure within engine", sr)
+	}
+	if sr := run(rounding, tolerance.Engine); !sr.OK() || sr.Within() != "engine" {
+		t.Errorf("0.03 off under engine (bound 0.1): %+v, want ok, within engine", sr)
+	}
+	bug := []float64{1.3, 2}
+	for _, c := range []tolerance.Contract{tolerance.Strict, tolerance.Engine} {
+		if sr := run(bug, c); sr.OK() || sr.Within() != "" {
+			t.Errorf("0.3 off under %v: %+v, want a failure beyond both contracts", c, sr)
+		}
 	}
 }

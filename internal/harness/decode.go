@@ -11,22 +11,22 @@ import (
 
 // runDecode runs every decode step in one mode (Chained or Isolated). Each
 // step is one token: M = rows = n_q = 1, the shape the engine's decode runs.
-func runDecode(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case, dm dims, w *weightBufs, in *Inputs, pre *prefillState, mode Path) ([]Row, error) {
-	dt, dti, lib := c.Dtype, int32(c.Dtype), d.lib
+// In isolated mode every stage first gets prefill's row of each stage it
+// reads, and attention reads prefill's cache.
+func runDecode(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case, dm dims, w *weightBufs, in *Inputs, pre *prefillState, mode Path, p *plan) ([]Row, error) {
+	dt := c.Dtype
 	name := func(s string) string { return fmt.Sprintf("decode %s %s", mode, s) }
 	x := alloc(name("x"), dt, dm.h)
-	xn := alloc(name("x_norm"), dt, dm.h)
-	q := alloc(name("q_proj"), dt, dm.qd)
-	k := alloc(name("k_proj"), dt, dm.kvd)
-	v := alloc(name("v_proj"), dt, dm.kvd)
-	qr := alloc(name("q_rope"), dt, dm.qd)
-	kr := alloc(name("k_rope"), dt, dm.kvd)
 	kd := alloc(name("K cache"), dt, dm.C*dm.kvd)
 	vd := alloc(name("V cache"), dt, dm.C*dm.kvd)
-	sc := alloc(name("qk"), dtype.F32, dm.nh*dm.P)
-	pr := alloc(name("softmax"), dtype.F32, dm.nh*dm.P)
-	pv := alloc(name("pv"), dt, dm.qd)
-	out := alloc(name("attn_out"), dt, dm.h)
+	var outs [stage.Count][]*tensor
+	for _, def := range p.defs {
+		if def.kind == outCache {
+			outs[def.st] = []*tensor{kd, vd}
+			continue
+		}
+		outs[def.st] = outTensors(def, alloc, name(def.st.String()), dt, dm, 1, dm.P)
+	}
 	posBuf, err := d.allocPos(name("position"), []int32{0})
 	if err != nil {
 		return nil, err
@@ -51,6 +51,8 @@ func runDecode(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case, 
 			return nil, err
 		}
 	}
+	a := c.args(dm, w, &outs, p)
+	a.x, a.pos, a.kcWrite, a.vcWrite = x.buf.Ptr, posBuf.Ptr, kd.buf.Ptr, vd.buf.Ptr
 	var decoded []Row
 	for t := 0; t < c.Steps; t++ {
 		r := c.S - 1 + t
@@ -62,178 +64,59 @@ func runDecode(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case, 
 		if err := x.upload(in.X[r*dm.h : (r+1)*dm.h]); err != nil {
 			return nil, err
 		}
+		a.rows, a.nkv, a.qPos0, a.slot = 1, r+1, r, r
+		a.kc, a.vc = kd.buf.Ptr, vd.buf.Ptr
 		if iso {
 			if err := initCache(r); err != nil {
 				return nil, err
 			}
+			a.kc, a.vc = pre.kc.buf.Ptr, pre.vc.buf.Ptr
 		}
-		// feed uploads prefill's row of a stage into a decode input buffer
-		// (isolated mode only).
-		feed := func(t *tensor, vals []float64) error {
-			if !iso {
-				return nil
+		for _, def := range p.defs {
+			if iso {
+				for _, s := range p.readsOf(def) {
+					v := pp.Out[s]
+					if err := outs[s][0].upload(v[:primaryLen(defOf(s), dm, v)]); err != nil {
+						return nil, err
+					}
+				}
 			}
-			return t.upload(vals)
-		}
-		run := func(st stage.Stage, outs, extra []*tensor, f func() (gpapi.Launch, error)) error {
-			l, err := d.launch(fmt.Sprintf("%s (decode %s, step %d)", st, mode, t), outs, extra, f)
-			row.Launch[st] = l
-			return err
-		}
-		read := func(st stage.Stage, buf *tensor, n int) error {
-			raw, err := buf.download()
+			o, extra := outs[def.st], []*tensor(nil)
+			var before [2][]byte
+			if def.kind == outCache {
+				o, extra = nil, outs[def.st]
+				for i, t := range extra {
+					b, err := t.download()
+					if err != nil {
+						return nil, err
+					}
+					before[i] = b
+				}
+			}
+			l, err := d.launch(fmt.Sprintf("%s (decode %s, step %d)", def.st, mode, t), o, extra, func() (gpapi.Launch, error) { return def.launch(d.lib, a) })
+			row.Launch[def.st] = l
 			if err != nil {
-				return err
+				return nil, err
+			}
+			var raw [][]byte
+			for _, t := range outs[def.st] {
+				b, err := t.download()
+				if err != nil {
+					return nil, err
+				}
+				raw = append(raw, b)
 			}
 			var un int
-			row.Out[st], row.Bits[st], un = rows(buf.dt, raw, 0, n)
-			if un > 0 {
-				row.Issues = append(row.Issues, Issue{st, mode, t, fmt.Sprintf("%d of %d output elements never written", un, n)})
-			}
-			return nil
-		}
-		nkv := r + 1
-		kcPtr, vcPtr := kd.buf.Ptr, vd.buf.Ptr
-		if iso {
-			kcPtr, vcPtr = pre.kc.buf.Ptr, pre.vc.buf.Ptr
-		}
-		var before [2][]byte
-		ops := []func() error{
-			func() error {
-				if err := run(stage.XNorm, []*tensor{xn}, nil, func() (gpapi.Launch, error) {
-					return lib.RMSNorm(dti, x.buf.Ptr, w.norm.buf.Ptr, xn.buf.Ptr, 1, dm.h, dm.eps)
-				}); err != nil {
-					return err
-				}
-				return read(stage.XNorm, xn, dm.h)
-			},
-			func() error {
-				if err := feed(xn, pp.Out[stage.XNorm]); err != nil {
-					return err
-				}
-				for _, p := range []struct {
-					st   stage.Stage
-					o    *tensor
-					w, b *tensor
-					n    int
-				}{{stage.QProj, q, w.wq, w.bq, dm.qd}, {stage.KProj, k, w.wk, w.bk, dm.kvd}, {stage.VProj, v, w.wv, w.bv, dm.kvd}} {
-					if err := run(p.st, []*tensor{p.o}, nil, func() (gpapi.Launch, error) {
-						return lib.Linear(dti, c.Route, xn.buf.Ptr, p.w.buf.Ptr, w.bias(p.b), p.o.buf.Ptr, 1, p.n, dm.h)
-					}); err != nil {
-						return err
-					}
-					if err := read(p.st, p.o, p.n); err != nil {
-						return err
-					}
-				}
-				return nil
-			},
-			func() error {
-				if err := feed(q, pp.Out[stage.QProj]); err != nil {
-					return err
-				}
-				if err := run(stage.QRope, []*tensor{qr}, nil, func() (gpapi.Launch, error) {
-					return lib.Rope(dti, c.Model.Layout(), q.buf.Ptr, qr.buf.Ptr, posBuf.Ptr, 1, dm.nh, dm.hd, dm.theta)
-				}); err != nil {
-					return err
-				}
-				if err := read(stage.QRope, qr, dm.qd); err != nil {
-					return err
-				}
-				if err := feed(k, pp.Out[stage.KProj]); err != nil {
-					return err
-				}
-				if err := run(stage.KRope, []*tensor{kr}, nil, func() (gpapi.Launch, error) {
-					return lib.Rope(dti, c.Model.Layout(), k.buf.Ptr, kr.buf.Ptr, posBuf.Ptr, 1, dm.nkv, dm.hd, dm.theta)
-				}); err != nil {
-					return err
-				}
-				return read(stage.KRope, kr, dm.kvd)
-			},
-			func() error {
-				if err := feed(kr, pp.Out[stage.KRope]); err != nil {
-					return err
-				}
-				if err := feed(v, pp.Out[stage.VProj]); err != nil {
-					return err
-				}
-				var err error
-				if before[0], err = kd.download(); err != nil {
-					return err
-				}
-				if before[1], err = vd.download(); err != nil {
-					return err
-				}
-				if err := run(stage.KVCache, nil, []*tensor{kd, vd}, func() (gpapi.Launch, error) {
-					return lib.KVAppend(dti, kr.buf.Ptr, v.buf.Ptr, kd.buf.Ptr, vd.buf.Ptr, 1, dm.kvd, r, dm.C)
-				}); err != nil {
-					return err
-				}
-				kRaw, err := kd.download()
-				if err != nil {
-					return err
-				}
-				vRaw, err := vd.download()
-				if err != nil {
-					return err
-				}
-				row.Out[stage.KVCache], row.Bits[stage.KVCache] = cacheRow(dt, kRaw, vRaw, r, dm.kvd)
-				row.Issues = append(row.Issues, cacheIntegrity(dt, before, [2][]byte{kRaw, vRaw}, r, dm.kvd, mode, t)...)
+			row.Out[def.st], row.Bits[def.st], un = cutRow(def, dt, dm, raw, 1, r+1, 0, r)
+			if def.kind == outCache {
+				row.Issues = append(row.Issues, cacheIntegrity(dt, before, [2][]byte{raw[0], raw[1]}, r, dm.kvd, mode, t)...)
 				if !iso {
-					row.KRows, row.VRows = cacheRows(dt.Decode(kRaw), dt.Decode(vRaw), nkv, dm.kvd)
+					row.KRows, row.VRows = cacheRows(dt.Decode(raw[0]), dt.Decode(raw[1]), r+1, dm.kvd)
 				} else {
 					row.KRows, row.VRows = pp.KRows, pp.VRows
 				}
-				return nil
-			},
-			func() error {
-				if err := feed(qr, pp.Out[stage.QRope]); err != nil {
-					return err
-				}
-				if err := run(stage.QK, []*tensor{sc}, nil, func() (gpapi.Launch, error) {
-					return lib.AttnScores(dti, qr.buf.Ptr, kcPtr, sc.buf.Ptr, 1, nkv, dm.nh, dm.nkv, dm.hd, r, dm.scale, true)
-				}); err != nil {
-					return err
-				}
-				return read(stage.QK, sc, dm.nh*nkv)
-			},
-			func() error {
-				if err := feed(sc, pp.Out[stage.QK]); err != nil {
-					return err
-				}
-				if err := run(stage.Softmax, []*tensor{pr}, nil, func() (gpapi.Launch, error) {
-					return lib.Softmax(sc.buf.Ptr, pr.buf.Ptr, dm.nh, 1, nkv)
-				}); err != nil {
-					return err
-				}
-				return read(stage.Softmax, pr, dm.nh*nkv)
-			},
-			func() error {
-				if err := feed(pr, pp.Out[stage.Softmax]); err != nil {
-					return err
-				}
-				if err := run(stage.PV, []*tensor{pv}, nil, func() (gpapi.Launch, error) {
-					return lib.AttnPV(dti, pr.buf.Ptr, vcPtr, pv.buf.Ptr, 1, nkv, dm.nh, dm.nkv, dm.hd)
-				}); err != nil {
-					return err
-				}
-				return read(stage.PV, pv, dm.qd)
-			},
-			func() error {
-				if err := feed(pv, pp.Out[stage.PV]); err != nil {
-					return err
-				}
-				if err := run(stage.AttnOut, []*tensor{out}, nil, func() (gpapi.Launch, error) {
-					return lib.Linear(dti, c.Route, pv.buf.Ptr, w.wo.buf.Ptr, 0, out.buf.Ptr, 1, dm.h, dm.qd)
-				}); err != nil {
-					return err
-				}
-				return read(stage.AttnOut, out, dm.h)
-			},
-		}
-		for _, op := range ops {
-			if err := op(); err != nil {
-				return nil, err
+			} else if un > 0 {
+				row.Issues = append(row.Issues, Issue{def.st, mode, t, fmt.Sprintf("%d of %d output elements never written", un, len(row.Out[def.st]))})
 			}
 		}
 		decoded = append(decoded, row)
@@ -255,7 +138,7 @@ func cacheIntegrity(dt dtype.Dtype, before, after [2][]byte, r, kvd int, mode Pa
 		for row := 0; row*rb < len(a); row++ {
 			seg := a[row*rb : (row+1)*rb]
 			if row == r {
-				if _, _, un := rows(dt, seg, 0, kvd); un > 0 {
+				if _, _, un := rowsOf(dt, seg, 0, kvd); un > 0 {
 					out = append(out, Issue{stage.KVCache, mode, step, fmt.Sprintf("%s cache row %d (the step's slot): %d of %d elements never written", name, r, un, kvd)})
 				}
 				continue

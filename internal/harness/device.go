@@ -125,9 +125,9 @@ func (d *device) launch(what string, outs, extra []*tensor, f func() (gpapi.Laun
 	return r.l, nil
 }
 
-// rows decodes elements [off, off+n) of raw, returning the values, their
+// rowsOf decodes elements [off, off+n) of raw, returning the values, their
 // bits and how many still hold the poison pattern (never written).
-func rows(dt dtype.Dtype, raw []byte, off, n int) (vals []float64, bits []uint32, unwritten int) {
+func rowsOf(dt dtype.Dtype, raw []byte, off, n int) (vals []float64, bits []uint32, unwritten int) {
 	sz := dt.Size()
 	seg := raw[off*sz : (off+n)*sz]
 	vals = dt.Decode(seg)

@@ -51,9 +51,26 @@ func (i Issue) String() string {
 	return fmt.Sprintf("%s (%s, step %d): %s", i.Stage, i.Path, i.Step, i.Msg)
 }
 
-// Trace holds every path's rows: index t is decode step t.
+// Trace holds every path's rows (index t is decode step t) and what the
+// library ran: the stages of the plan, the attention stage attn_out read,
+// and the stages the library declares batch invariant.
 type Trace struct {
 	Prefill, Chained, Isolated []Row
+	Ran                        [stage.Count]bool
+	Attention                  stage.Stage
+	Invariant                  [stage.Count]bool
+	InvarianceDeclared         bool // the library has gp_batch_invariant_stages
+}
+
+// plan rebuilds the plan the trace was run with.
+func (tr *Trace) plan() *plan {
+	p := &plan{ran: tr.Ran, attention: tr.Attention}
+	for _, d := range stageTable {
+		if tr.Ran[d.st] {
+			p.defs = append(p.defs, d)
+		}
+	}
+	return p
 }
 
 // dims of a case, and the f32 arguments exactly as the kernels receive them.
@@ -90,8 +107,20 @@ func Execute(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration) (*Trace,
 		}
 		return t
 	}
-	var tr Trace
-	err := func() (err error) {
+	p, err := newPlan(lib, c)
+	if err != nil {
+		return nil, fmt.Errorf("case %s: %w", c.Name(), err)
+	}
+	tr := Trace{Ran: p.ran, Attention: p.attention}
+	if lib.Has(gpapi.CapInvariance) {
+		tr.InvarianceDeclared = true
+		for _, n := range lib.BatchInvariantStages() {
+			if st, err := stage.Parse(n); err == nil {
+				tr.Invariant[st] = true
+			}
+		}
+	}
+	err = func() (err error) {
 		defer func() {
 			if r := recover(); r != nil {
 				ae, ok := r.(allocErr)
@@ -101,20 +130,21 @@ func Execute(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration) (*Trace,
 				err = ae.err
 			}
 		}()
-		w, err := weightsOn(lib, in.W, dt)
+		w, release, err := weightsOn(lib, in.W, dt)
 		if err != nil {
 			return err
 		}
-		pre, err := runPrefill(d, alloc, c, dm, w, in)
+		defer release()
+		pre, err := runPrefill(d, alloc, c, dm, w, in, &p)
 		if err != nil {
 			return err
 		}
 		tr.Prefill = pre.rows
-		tr.Chained, err = runDecode(d, alloc, c, dm, w, in, pre, Chained)
+		tr.Chained, err = runDecode(d, alloc, c, dm, w, in, pre, Chained, &p)
 		if err != nil {
 			return err
 		}
-		tr.Isolated, err = runDecode(d, alloc, c, dm, w, in, pre, Isolated)
+		tr.Isolated, err = runDecode(d, alloc, c, dm, w, in, pre, Isolated, &p)
 		return err
 	}()
 	return &tr, err
@@ -133,37 +163,55 @@ func (w *weightBufs) bias(t *tensor) uintptr {
 	return t.buf.Ptr
 }
 
-// deviceWeights keeps the last weights uploaded to each library: the table
+// deviceWeights keeps the weights uploaded to each library: the table
 // runs every S and route of one (model, dtype) in a row, and re-encoding
 // and uploading 4096×4096 matrices per case would dominate a GPU run.
-// Cases of one key may run in parallel; they only read the weights.
+// Cases may run in parallel, with the same weights or (another input
+// distribution) different ones: each set counts its users, and a set is
+// freed only when nobody uses it and another is uploaded.
 var deviceWeights = struct {
 	sync.Mutex
-	m map[*gpapi.Lib]*uploaded
-}{m: map[*gpapi.Lib]*uploaded{}}
+	m map[*gpapi.Lib][]*uploaded
+}{m: map[*gpapi.Lib][]*uploaded{}}
 
 type uploaded struct {
-	w    *Weights
-	dt   dtype.Dtype
-	bufs *weightBufs
-	all  []*gpapi.Buffer
+	w     *Weights
+	dt    dtype.Dtype
+	bufs  *weightBufs
+	all   []*gpapi.Buffer
+	users int
 }
 
 // weightsOn returns device copies of W, uploading them unless the library
-// already holds exactly these weights. The previous weights are freed when
-// a different set is uploaded.
-func weightsOn(lib *gpapi.Lib, W *Weights, dt dtype.Dtype) (*weightBufs, error) {
+// already holds exactly these weights, and a release func to call when the
+// case is done with them. Unused sets are freed before an upload.
+func weightsOn(lib *gpapi.Lib, W *Weights, dt dtype.Dtype) (*weightBufs, func(), error) {
 	deviceWeights.Lock()
 	defer deviceWeights.Unlock()
-	if u := deviceWeights.m[lib]; u != nil && u.w == W && u.dt == dt {
-		return u.bufs, nil
+	release := func(u *uploaded) func() {
+		return func() {
+			deviceWeights.Lock()
+			u.users--
+			deviceWeights.Unlock()
+		}
 	}
-	if u := deviceWeights.m[lib]; u != nil {
+	for _, u := range deviceWeights.m[lib] {
+		if u.w == W && u.dt == dt {
+			u.users++
+			return u.bufs, release(u), nil
+		}
+	}
+	kept := deviceWeights.m[lib][:0]
+	for _, u := range deviceWeights.m[lib] {
+		if u.users > 0 {
+			kept = append(kept, u)
+			continue
+		}
 		for _, b := range u.all {
 			b.Free()
 		}
-		delete(deviceWeights.m, lib)
 	}
+	deviceWeights.m[lib] = kept
 	u := &uploaded{w: W, dt: dt}
 	up := func(name string, v []float64) (*tensor, error) {
 		if v == nil {
@@ -189,26 +237,29 @@ func weightsOn(lib *gpapi.Lib, W *Weights, dt dtype.Dtype) (*weightBufs, error) 
 			for _, b := range u.all {
 				b.Free()
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		*x.dst = t
 	}
-	u.bufs = wb
-	deviceWeights.m[lib] = u
-	return wb, nil
+	u.bufs, u.users = wb, 1
+	deviceWeights.m[lib] = append(deviceWeights.m[lib], u)
+	return wb, release(u), nil
 }
 
 // prefillState keeps prefill's device buffers the decode paths read.
 type prefillState struct {
-	rows           []Row
-	kc, vc         *tensor
-	kcRaw, vcRaw   []byte
-	raw            [stage.Count][]byte // full prefill outputs
-	scores, probs  []byte
-	kcVals, vcVals []float64
+	rows         []Row
+	kc, vc       *tensor
+	kcRaw, vcRaw []byte
 }
 
-func runPrefill(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case, dm dims, w *weightBufs, in *Inputs) (*prefillState, error) {
+// args returns the launch arguments shared by every call of a case.
+func (c Case) args(dm dims, w *weightBufs, outs *[stage.Count][]*tensor, p *plan) *launchArgs {
+	return &launchArgs{dt: int32(c.Dtype), c: c, dm: dm, w: w, out: outs, attention: p.attention,
+		route: c.Route, layout: c.Model.Layout(), theta: dm.theta, eps: dm.eps, scale32: dm.scale}
+}
+
+func runPrefill(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case, dm dims, w *weightBufs, in *Inputs, p *plan) (*prefillState, error) {
 	dt, P := c.Dtype, dm.P
 	x := alloc("x", dt, P*dm.h)
 	if err := x.upload(in.X); err != nil {
@@ -222,141 +273,77 @@ func runPrefill(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case,
 	if err != nil {
 		return nil, err
 	}
-	xn := alloc("prefill x_norm", dt, P*dm.h)
-	q := alloc("prefill q_proj", dt, P*dm.qd)
-	k := alloc("prefill k_proj", dt, P*dm.kvd)
-	v := alloc("prefill v_proj", dt, P*dm.kvd)
-	qr := alloc("prefill q_rope", dt, P*dm.qd)
-	kr := alloc("prefill k_rope", dt, P*dm.kvd)
 	kc := alloc("prefill K cache", dt, dm.C*dm.kvd)
 	vc := alloc("prefill V cache", dt, dm.C*dm.kvd)
-	sc := alloc("prefill qk", dtype.F32, dm.nh*P*P)
-	pr := alloc("prefill softmax", dtype.F32, dm.nh*P*P)
-	pv := alloc("prefill pv", dt, P*dm.qd)
-	out := alloc("prefill attn_out", dt, P*dm.h)
-	if err := kc.poison(); err != nil {
-		return nil, err
+	for _, t := range []*tensor{kc, vc} {
+		if err := t.poison(); err != nil {
+			return nil, err
+		}
 	}
-	if err := vc.poison(); err != nil {
-		return nil, err
+	var outs [stage.Count][]*tensor
+	for _, def := range p.defs {
+		if def.kind == outCache {
+			outs[def.st] = []*tensor{kc, vc}
+			continue
+		}
+		outs[def.st] = outTensors(def, alloc, "prefill "+def.st.String(), dt, dm, P, P)
 	}
-	lib, dti := d.lib, int32(dt)
+	a := c.args(dm, w, &outs, p)
+	a.rows, a.nkv, a.qPos0, a.slot = P, P, 0, 0
+	a.x, a.pos = x.buf.Ptr, posBuf.Ptr
+	a.kc, a.vc, a.kcWrite, a.vcWrite = kc.buf.Ptr, vc.buf.Ptr, kc.buf.Ptr, vc.buf.Ptr
 	var launches [stage.Count]gpapi.Launch
-	steps := []struct {
-		st    stage.Stage
-		outs  []*tensor
-		extra []*tensor
-		f     func() (gpapi.Launch, error)
-	}{
-		{stage.XNorm, []*tensor{xn}, nil, func() (gpapi.Launch, error) {
-			return lib.RMSNorm(dti, x.buf.Ptr, w.norm.buf.Ptr, xn.buf.Ptr, P, dm.h, dm.eps)
-		}},
-		{stage.QProj, []*tensor{q}, nil, func() (gpapi.Launch, error) {
-			return lib.Linear(dti, c.Route, xn.buf.Ptr, w.wq.buf.Ptr, w.bias(w.bq), q.buf.Ptr, P, dm.qd, dm.h)
-		}},
-		{stage.KProj, []*tensor{k}, nil, func() (gpapi.Launch, error) {
-			return lib.Linear(dti, c.Route, xn.buf.Ptr, w.wk.buf.Ptr, w.bias(w.bk), k.buf.Ptr, P, dm.kvd, dm.h)
-		}},
-		{stage.VProj, []*tensor{v}, nil, func() (gpapi.Launch, error) {
-			return lib.Linear(dti, c.Route, xn.buf.Ptr, w.wv.buf.Ptr, w.bias(w.bv), v.buf.Ptr, P, dm.kvd, dm.h)
-		}},
-		{stage.QRope, []*tensor{qr}, nil, func() (gpapi.Launch, error) {
-			return lib.Rope(dti, c.Model.Layout(), q.buf.Ptr, qr.buf.Ptr, posBuf.Ptr, P, dm.nh, dm.hd, dm.theta)
-		}},
-		{stage.KRope, []*tensor{kr}, nil, func() (gpapi.Launch, error) {
-			return lib.Rope(dti, c.Model.Layout(), k.buf.Ptr, kr.buf.Ptr, posBuf.Ptr, P, dm.nkv, dm.hd, dm.theta)
-		}},
-		{stage.KVCache, nil, []*tensor{kc, vc}, func() (gpapi.Launch, error) {
-			return lib.KVAppend(dti, kr.buf.Ptr, v.buf.Ptr, kc.buf.Ptr, vc.buf.Ptr, P, dm.kvd, 0, dm.C)
-		}},
-		{stage.QK, []*tensor{sc}, nil, func() (gpapi.Launch, error) {
-			return lib.AttnScores(dti, qr.buf.Ptr, kc.buf.Ptr, sc.buf.Ptr, P, P, dm.nh, dm.nkv, dm.hd, 0, dm.scale, true)
-		}},
-		{stage.Softmax, []*tensor{pr}, nil, func() (gpapi.Launch, error) {
-			return lib.Softmax(sc.buf.Ptr, pr.buf.Ptr, dm.nh, P, P)
-		}},
-		{stage.PV, []*tensor{pv}, nil, func() (gpapi.Launch, error) {
-			return lib.AttnPV(dti, pr.buf.Ptr, vc.buf.Ptr, pv.buf.Ptr, P, P, dm.nh, dm.nkv, dm.hd)
-		}},
-		{stage.AttnOut, []*tensor{out}, nil, func() (gpapi.Launch, error) {
-			return lib.Linear(dti, c.Route, pv.buf.Ptr, w.wo.buf.Ptr, 0, out.buf.Ptr, P, dm.h, dm.qd)
-		}},
-	}
-	for _, s := range steps {
-		l, err := d.launch(fmt.Sprintf("%s (prefill, M=%d)", s.st, P), s.outs, s.extra, s.f)
+	var raw [stage.Count][][]byte
+	var issues []Issue
+	for _, def := range p.defs {
+		o, extra := outs[def.st], []*tensor(nil)
+		if def.kind == outCache {
+			o, extra = nil, outs[def.st]
+		}
+		l, err := d.launch(fmt.Sprintf("%s (prefill, M=%d)", def.st, P), o, extra, func() (gpapi.Launch, error) { return def.launch(d.lib, a) })
 		if err != nil {
 			return nil, err
 		}
-		launches[s.st] = l
-	}
-	ps := &prefillState{kc: kc, vc: vc}
-	var err2 error
-	get := func(t *tensor) []byte {
-		b, err := t.download()
-		if err != nil && err2 == nil {
-			err2 = err
-		}
-		return b
-	}
-	for st, t := range map[stage.Stage]*tensor{stage.XNorm: xn, stage.QProj: q, stage.KProj: k, stage.VProj: v,
-		stage.QRope: qr, stage.KRope: kr, stage.PV: pv, stage.AttnOut: out} {
-		ps.raw[st] = get(t)
-	}
-	ps.scores, ps.probs = get(sc), get(pr)
-	ps.kcRaw, ps.vcRaw = get(kc), get(vc)
-	if err2 != nil {
-		return nil, err2
-	}
-	ps.kcVals, ps.vcVals = dt.Decode(ps.kcRaw), dt.Decode(ps.vcRaw)
-
-	// Prefill must write every element of every output; report the ones it
-	// did not as issues of the prefill row.
-	var issues []Issue
-	for _, st := range []stage.Stage{stage.XNorm, stage.QProj, stage.KProj, stage.VProj, stage.QRope, stage.KRope, stage.PV, stage.AttnOut} {
-		if _, _, un := rows(dt, ps.raw[st], 0, len(ps.raw[st])/dt.Size()); un > 0 {
-			issues = append(issues, Issue{st, Prefill, -1, fmt.Sprintf("%d of %d output elements never written", un, len(ps.raw[st])/dt.Size())})
+		launches[def.st] = l
+		for _, t := range outs[def.st] {
+			b, err := t.download()
+			if err != nil {
+				return nil, err
+			}
+			raw[def.st] = append(raw[def.st], b)
+			// Prefill must write every element of every output (of a
+			// cache: rows 0..P-1); report the ones it did not as issues
+			// of the prefill row.
+			n := t.n
+			if def.kind == outCache {
+				n = P * dm.kvd
+			}
+			if _, _, un := rowsOf(t.dt, b, 0, n); un > 0 {
+				issues = append(issues, Issue{def.st, Prefill, -1, fmt.Sprintf("%d of %d elements of %s never written", un, n, t.buf.Name)})
+			}
 		}
 	}
-	for _, x := range []struct {
-		st  stage.Stage
-		raw []byte
-	}{{stage.QK, ps.scores}, {stage.Softmax, ps.probs}} {
-		if _, _, un := rows(dtype.F32, x.raw, 0, len(x.raw)/4); un > 0 {
-			issues = append(issues, Issue{x.st, Prefill, -1, fmt.Sprintf("%d of %d output elements never written", un, len(x.raw)/4)})
-		}
-	}
-	if _, _, un := rows(dt, ps.kcRaw, 0, P*dm.kvd); un > 0 {
-		issues = append(issues, Issue{stage.KVCache, Prefill, -1, fmt.Sprintf("%d K cache elements of rows 0..%d never written", un, P-1)})
-	}
-
+	ps := &prefillState{kc: kc, vc: vc, kcRaw: raw[stage.KVCache][0], vcRaw: raw[stage.KVCache][1]}
+	kcVals, vcVals := dt.Decode(ps.kcRaw), dt.Decode(ps.vcRaw)
 	for t := 0; t < c.Steps; t++ {
 		r := c.S - 1 + t
 		row := Row{R: r, Pos: c.PosOffset + r, Launch: launches}
 		if t == 0 {
 			row.Issues = issues
 		}
-		for _, st := range []stage.Stage{stage.XNorm, stage.QProj, stage.KProj, stage.VProj, stage.QRope, stage.KRope, stage.PV, stage.AttnOut} {
-			n := len(ps.raw[st]) / dt.Size() / P
-			row.Out[st], row.Bits[st], _ = rows(dt, ps.raw[st], r*n, n)
+		for _, def := range p.defs {
+			row.Out[def.st], row.Bits[def.st], _ = cutRow(def, dt, dm, raw[def.st], P, P, r, r)
+			// Prefill's masked scores (keys after the query) must be -Inf.
+			if def.masked {
+				if bad := maskViolations(raw[def.st][0], dm.nh, P, r); bad != "" {
+					row.Issues = append(row.Issues, Issue{def.st, Prefill, t, bad})
+				}
+			}
 		}
-		row.Out[stage.KVCache], row.Bits[stage.KVCache] = cacheRow(dt, ps.kcRaw, ps.vcRaw, r, dm.kvd)
-		row.Out[stage.QK], row.Bits[stage.QK] = scoreRow(ps.scores, dm.nh, P, r)
-		row.Out[stage.Softmax], row.Bits[stage.Softmax] = scoreRow(ps.probs, dm.nh, P, r)
-		row.KRows, row.VRows = cacheRows(ps.kcVals, ps.vcVals, r+1, dm.kvd)
-		// Prefill's masked scores (keys after the query) must be -Inf.
-		if bad := maskViolations(ps.scores, dm.nh, P, r); bad != "" {
-			row.Issues = append(row.Issues, Issue{stage.QK, Prefill, t, bad})
-		}
+		row.KRows, row.VRows = cacheRows(kcVals, vcVals, r+1, dm.kvd)
 		ps.rows = append(ps.rows, row)
 	}
 	return ps, nil
-}
-
-// cacheRow returns K row r followed by V row r.
-func cacheRow(dt dtype.Dtype, kRaw, vRaw []byte, r, kvd int) ([]float64, []uint32) {
-	kv, kb, _ := rows(dt, kRaw, r*kvd, kvd)
-	vv, vb, _ := rows(dt, vRaw, r*kvd, kvd)
-	return append(kv, vv...), append(kb, vb...)
 }
 
 func cacheRows(kc, vc []float64, n, kvd int) (k, v [][]float64) {
@@ -367,21 +354,9 @@ func cacheRows(kc, vc []float64, n, kvd int) (k, v [][]float64) {
 	return k, v
 }
 
-// scoreRow extracts [nh, r+1] (keys 0..r of query row r) from [nh, P, P].
-func scoreRow(raw []byte, nh, P, r int) ([]float64, []uint32) {
-	var vals []float64
-	var bits []uint32
-	for h := 0; h < nh; h++ {
-		v, b, _ := rows(dtype.F32, raw, (h*P+r)*P, r+1)
-		vals = append(vals, v...)
-		bits = append(bits, b...)
-	}
-	return vals, bits
-}
-
 func maskViolations(raw []byte, nh, P, r int) string {
 	for h := 0; h < nh; h++ {
-		v, _, _ := rows(dtype.F32, raw, (h*P+r)*P, P)
+		v, _, _ := rowsOf(dtype.F32, raw, (h*P+r)*P, P)
 		for j := r + 1; j < P; j++ {
 			if !math.IsInf(v[j], -1) {
 				return fmt.Sprintf("masked score [head %d, query %d, key %d] = %v, want -Inf", h, r, j, v[j])

@@ -2,8 +2,8 @@ package harness
 
 import (
 	"github.com/gretacore/parity/internal/gpapi"
-	"github.com/gretacore/parity/internal/reference"
 	"github.com/gretacore/parity/internal/stage"
+	"github.com/gretacore/parity/internal/tolerance"
 )
 
 // Result is the verdict of one case.
@@ -18,6 +18,10 @@ type Result struct {
 	Prefill, Decode [stage.Count]gpapi.Launch
 	Chain           [][stage.Count][]float64 // float64 chain reference, per step
 	Trace           *Trace                   // the rows compared
+	Ran             [stage.Count]bool        // the stages the plan ran
+	// NotInvariant lists the stages a bitwise case did not hold to bitwise
+	// equality because the library does not declare them batch invariant.
+	NotInvariant []stage.Stage
 }
 
 // Pass reports whether every check of every stage passed.
@@ -77,71 +81,131 @@ func (r *Result) Carried(s *StageResult) bool {
 
 // chainReference computes every stage of every decode row in float64 from
 // the original inputs, with no intermediate rounding: the reference of the
-// FlashAttention-style check.
-func chainReference(c Case, dm dims, in *Inputs) [][stage.Count][]float64 {
-	m, W := c.Model, in.W
-	h := dm.h
-	last := c.S - 1 + c.Steps - 1
-	n := last + 1
-	xn := make([]float64, n*h)
-	for r := 0; r < n; r++ {
-		y, _ := reference.RMSNorm(in.X[r*h:(r+1)*h], W.NormW, float64(dm.eps))
-		copy(xn[r*h:], y)
+// FlashAttention-style check. Stages that feed the cache are computed for
+// every row 0..last (attention reads them), the others only for the decode
+// rows.
+func chainReference(k *ctx, p *plan) [][stage.Count][]float64 {
+	c, dm := k.c, k.dm
+	first, last := c.S-1, c.S-1+c.Steps-1
+	feedsCache := p.feeding(stage.KVCache)
+	vals := make([][stage.Count][]float64, last+1)
+	for _, def := range p.defs {
+		from := first
+		if feedsCache[def.st] {
+			from = 0
+		}
+		reads := p.readsOf(def)
+		if def.refRows != nil && last-from+1 > 1 {
+			var x []float64
+			for r := from; r <= last; r++ {
+				x = append(x, k.chainIn(p, def, reads, vals, r).x[0]...)
+			}
+			y := def.refRows(k, x, last-from+1)
+			w := def.width(dm)
+			for r := from; r <= last; r++ {
+				vals[r][def.st] = y[(r-from)*w : (r-from+1)*w]
+			}
+			continue
+		}
+		for r := from; r <= last; r++ {
+			vals[r][def.st] = def.ref(k, k.chainIn(p, def, reads, vals, r), r, c.PosOffset+r)
+		}
 	}
-	kAll := reference.LinearRows(xn, n, h, W.Wk, W.Bk, dm.kvd)
-	vAll := reference.LinearRows(xn, n, h, W.Wv, W.Bv, dm.kvd)
-	theta, layout := float64(dm.theta), int(m.Layout())
-	kr := make([][]float64, n)
-	vr := make([][]float64, n)
-	for r := 0; r < n; r++ {
-		kr[r] = reference.Rope(kAll[r*dm.kvd:(r+1)*dm.kvd], c.PosOffset+r, dm.nkv, dm.hd, theta, layout)
-		vr[r] = vAll[r*dm.kvd : (r+1)*dm.kvd]
+	return vals[first:]
+}
+
+// chainIn is stageIn for row r of the chain reference: the chain's own
+// values of the stages def reads, and its cache rows 0..r.
+func (k *ctx) chainIn(p *plan, def *stageDef, reads []stage.Stage, vals [][stage.Count][]float64, r int) stageIn {
+	var in stageIn
+	if def.readsInput {
+		in.x = append(in.x, k.in.X[r*k.dm.h:(r+1)*k.dm.h])
 	}
-	out := make([][stage.Count][]float64, c.Steps)
-	for t := range out {
-		r := c.S - 1 + t
-		pos := c.PosOffset + r
-		var o [stage.Count][]float64
-		o[stage.XNorm] = xn[r*h : (r+1)*h]
-		o[stage.QProj] = reference.Linear(o[stage.XNorm], W.Wq, W.Bq, dm.qd)
-		o[stage.KProj] = kAll[r*dm.kvd : (r+1)*dm.kvd]
-		o[stage.VProj] = vr[r]
-		o[stage.QRope] = reference.Rope(o[stage.QProj], pos, dm.nh, dm.hd, theta, layout)
-		o[stage.KRope] = kr[r]
-		o[stage.KVCache] = append(append([]float64{}, kr[r]...), vr[r]...)
-		o[stage.QK] = reference.Scores(o[stage.QRope], kr[:r+1], dm.nh, dm.nkv, dm.hd, r, float64(dm.scale))
-		o[stage.Softmax] = reference.Softmax(o[stage.QK], dm.nh, r+1)
-		o[stage.PV] = reference.PV(o[stage.Softmax], vr[:r+1], dm.nh, dm.nkv, dm.hd)
-		o[stage.AttnOut] = reference.Linear(o[stage.PV], W.Wo, nil, h)
-		out[t] = o
+	for _, s := range reads {
+		v := vals[r][s]
+		in.x = append(in.x, v[:primaryLen(defOf(s), k.dm, v)])
 	}
-	return out
+	if def.cache != cacheNone {
+		for j := 0; j <= r; j++ {
+			kv := vals[j][stage.KVCache]
+			in.kRows = append(in.kRows, kv[:k.dm.kvd])
+			in.vRows = append(in.vRows, kv[k.dm.kvd:])
+		}
+	}
+	return in
+}
+
+// feeding returns the stages target depends on, target included.
+func (p *plan) feeding(target stage.Stage) [stage.Count]bool {
+	var need [stage.Count]bool
+	need[target] = true
+	for i := len(p.defs) - 1; i >= 0; i-- {
+		if d := p.defs[i]; need[d.st] {
+			for _, s := range p.readsOf(d) {
+				need[s] = true
+			}
+		}
+	}
+	return need
+}
+
+// local is a stage's float64 reference on one path's inputs and its
+// local bounds: strict, and strict plus the engine contract's extra term.
+type local struct {
+	ref, strict, engine []float64
+}
+
+func (k *ctx) local(def *stageDef, in stageIn, r, pos int) local {
+	ref := def.ref(k, in, r, pos)
+	strict, extra := def.tol(k, in, ref, r, pos)
+	engine := make([]float64, len(strict))
+	for i := range strict {
+		engine[i] = strict[i] + extra[i]
+	}
+	return local{ref, strict, engine}
+}
+
+// bound is the local bound the case's contract uses.
+func (l local) bound(c tolerance.Contract) []float64 {
+	if c == tolerance.Engine {
+		return l.engine
+	}
+	return l.strict
 }
 
 // Evaluate compares a trace: for every decode step, mode and stage, decode
 // against prefill's row (pair check), each against the float64 reference on
 // its own inputs (local checks) and against the chain reference (FA check).
+// Bitwise equality is required (forced route or Case.Bitwise) only of the
+// stages the library declares batch invariant.
 func Evaluate(c Case, in *Inputs, tr *Trace) *Result {
 	dm := caseDims(c)
 	k := &ctx{c: c, dm: dm, in: in}
-	res := &Result{Case: c, Chain: chainReference(c, dm, in), Trace: tr}
+	p := tr.plan()
+	res := &Result{Case: c, Chain: chainReference(k, p), Trace: tr, Ran: tr.Ran}
 	if len(tr.Prefill) > 0 {
 		res.Prefill = tr.Prefill[0].Launch
 	}
 	if len(tr.Chained) > 0 {
 		res.Decode = tr.Chained[0].Launch
 	}
-	bitwise := c.RequireBitwise()
+	if c.RequireBitwise() {
+		for _, d := range p.defs {
+			if !tr.Invariant[d.st] {
+				res.NotInvariant = append(res.NotInvariant, d.st)
+			}
+		}
+	}
 	for t := 0; t < c.Steps && t < len(tr.Prefill); t++ {
 		pre := &tr.Prefill[t]
 		r, pos := pre.R, pre.Pos
 		// Local references of the prefill row; isolated decode has the same
 		// inputs, so they serve it too.
-		var refP, tolP [stage.Count][]float64
+		var lp [stage.Count]local
 		var inP [stage.Count]stageIn
-		for _, st := range stage.All() {
-			inP[st] = k.inputsOf(st, pre)
-			refP[st], tolP[st] = k.local(st, inP[st], r, pos)
+		for _, def := range p.defs {
+			inP[def.st] = k.inputsOf(p, def, pre)
+			lp[def.st] = k.local(def, inP[def.st], r, pos)
 		}
 		for _, mode := range []Path{Chained, Isolated} {
 			rows := tr.Chained
@@ -152,20 +216,17 @@ func Evaluate(c Case, in *Inputs, tr *Trace) *Result {
 				continue
 			}
 			dec := &rows[t]
-			for _, st := range stage.All() {
+			for _, def := range p.defs {
+				st := def.st
 				sr := StageResult{Stage: st, Mode: mode, Step: t}
-				refD, tolD := refP[st], tolP[st]
+				ld := lp[st]
 				var prop []float64
 				if mode == Chained {
-					inD := k.inputsOf(st, dec)
-					refD, tolD = k.local(st, inD, r, pos)
-					prop = k.prop(st, inD, inP[st], refP[st], r, pos)
+					inD := k.inputsOf(p, def, dec)
+					ld = k.local(def, inD, r, pos)
+					prop = def.prop(k, inD, inP[st], ld.ref, lp[st].ref, r, pos)
 				}
-				local := make([]float64, len(tolP[st]))
-				for i := range local {
-					local[i] = tolD[i] + tolP[st][i]
-				}
-				compareStage(&sr, dec.Out[st], pre.Out[st], dec.Bits[st], pre.Bits[st], local, prop, refD, tolD, refP[st], tolP[st], res.Chain[t][st], bitwise)
+				compareStage(&sr, dec.Out[st], pre.Out[st], dec.Bits[st], pre.Bits[st], ld, lp[st], prop, res.Chain[t][st], c.Contract, c.RequireBitwise() && tr.Invariant[st])
 				res.Stages = append(res.Stages, sr)
 			}
 		}

@@ -27,6 +27,10 @@ type Shape struct {
 	RopeLayout string  `json:"rope_layout"` // "neox" or "interleaved"
 	QKVBias    bool    `json:"qkv_bias"`
 	RMSEps     float64 `json:"rms_eps"`
+	// MaxPosition is the context length (config.json's
+	// max_position_embeddings): RoPE positions 0..MaxPosition-1 are valid.
+	// Every fixture states it; 0 (generated shapes) means no limit.
+	MaxPosition int `json:"max_position"`
 }
 
 // QDim is n_heads·head_dim, the width of q.
@@ -62,11 +66,15 @@ func (s Shape) Validate() error {
 		return fmt.Errorf("rope_layout=%q must be \"neox\" or \"interleaved\"", s.RopeLayout)
 	case !(s.RMSEps >= 0) || math.IsInf(s.RMSEps, 0):
 		return fmt.Errorf("rms_eps=%v must be >= 0 and finite", s.RMSEps)
+	case s.MaxPosition < 0 || s.MaxPosition > math.MaxInt32:
+		return fmt.Errorf("max_position=%d must be in [0, %d] (0: no limit; positions are int32)", s.MaxPosition, math.MaxInt32)
 	}
 	return nil
 }
 
-// Parse decodes one shape, rejecting unknown fields, and validates it.
+// Parse decodes one shape, rejecting unknown fields, and validates it. A
+// fixture must state its context length (max_position > 0): the table's
+// start positions run up to it.
 func Parse(data []byte) (Shape, error) {
 	var s Shape
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -76,6 +84,9 @@ func Parse(data []byte) (Shape, error) {
 	}
 	if err := s.Validate(); err != nil {
 		return Shape{}, err
+	}
+	if s.MaxPosition == 0 {
+		return Shape{}, fmt.Errorf("max_position is missing or 0: a fixture must state its context length")
 	}
 	return s, nil
 }

@@ -1,7 +1,9 @@
 // Package stage is the one registry of the attention block's sub-stage
-// names. Every other package (pipeline, tolerance, reports, traces,
-// cmd/tracediff) refers to stages through this package, so a name is
-// spelled in exactly one place.
+// names and their shape attributes. Every other package (pipeline,
+// tolerance, reports, traces, cmd/tracediff) refers to stages through this
+// package, so a name is spelled in exactly one place. What each stage
+// computes, reads and is checked against lives in one table too:
+// internal/harness/stages.go.
 package stage
 
 import "fmt"
@@ -19,28 +21,38 @@ const (
 	QRope                // RoPE(q_proj)
 	KRope                // RoPE(k_proj)
 	KVCache              // the K and V cache rows the step wrote
-	QK                   // scale · q_rope · Kᵀ, causal mask
-	Softmax              // softmax(qk)
-	PV                   // softmax · V
-	AttnOut              // pv · Woᵀ (output projection)
+	QK                   // scale · q_rope · Kᵀ, causal mask (unfused attention)
+	Softmax              // softmax(qk) (unfused attention)
+	PV                   // softmax · V (unfused attention)
+	Attn                 // fused attention: softmax(scale · q·Kᵀ)·V and its log-sum-exp
+	AttnOut              // attention output · Woᵀ (output projection)
 	numStages
 )
 
 // Count is the number of stages; arrays indexed by Stage have this length.
 const Count = int(numStages)
 
-var names = [numStages]string{
-	XNorm:   "x_norm",
-	QProj:   "q_proj",
-	KProj:   "k_proj",
-	VProj:   "v_proj",
-	QRope:   "q_rope",
-	KRope:   "k_rope",
-	KVCache: "kv_cache",
-	QK:      "qk",
-	Softmax: "softmax",
-	PV:      "pv",
-	AttnOut: "attn_out",
+// info is a stage's name and the attributes reports and traces need.
+type info struct {
+	name       string
+	projection bool // computed by gp_linear, so it has a route
+	perHead    bool // the output splits into attention heads
+	kvHeads    bool // ... indexed by KV head rather than query head
+}
+
+var infos = [numStages]info{
+	XNorm:   {name: "x_norm"},
+	QProj:   {name: "q_proj", projection: true, perHead: true},
+	KProj:   {name: "k_proj", projection: true, perHead: true, kvHeads: true},
+	VProj:   {name: "v_proj", projection: true, perHead: true, kvHeads: true},
+	QRope:   {name: "q_rope", perHead: true},
+	KRope:   {name: "k_rope", perHead: true, kvHeads: true},
+	KVCache: {name: "kv_cache", perHead: true, kvHeads: true},
+	QK:      {name: "qk", perHead: true},
+	Softmax: {name: "softmax", perHead: true},
+	PV:      {name: "pv", perHead: true},
+	Attn:    {name: "attn", perHead: true},
+	AttnOut: {name: "attn_out", projection: true},
 }
 
 // All returns every stage in pipeline order.
@@ -52,40 +64,56 @@ func All() []Stage {
 	return s
 }
 
+// Projections returns the stages computed by gp_linear, in pipeline order.
+func Projections() []Stage {
+	var out []Stage
+	for _, s := range All() {
+		if s.IsProjection() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // String returns the stage's registry name, e.g. "q_proj".
 func (s Stage) String() string {
-	if s < 0 || s >= numStages {
+	if !s.Valid() {
 		return fmt.Sprintf("stage(%d)", int(s))
 	}
-	return names[s]
+	return infos[s].name
 }
 
 // Valid reports whether s is one of the registered stages.
 func (s Stage) Valid() bool { return s >= 0 && s < numStages }
 
+// Names returns every stage's name in pipeline order.
+func Names() []string {
+	out := make([]string, numStages)
+	for i := range out {
+		out[i] = infos[i].name
+	}
+	return out
+}
+
 // Parse returns the stage named name, or an error listing the valid names.
 func Parse(name string) (Stage, error) {
-	for i, n := range names {
-		if n == name {
+	for i := range infos {
+		if infos[i].name == name {
 			return Stage(i), nil
 		}
 	}
-	return -1, fmt.Errorf("unknown stage %q (valid: %v)", name, names)
+	return -1, fmt.Errorf("unknown stage %q (valid: %v)", name, Names())
 }
 
 // IsProjection reports whether the stage is computed by gp_linear, and so
 // has a route (MFMA or VALU).
-func (s Stage) IsProjection() bool {
-	return s == QProj || s == KProj || s == VProj || s == AttnOut
-}
+func (s Stage) IsProjection() bool { return s.Valid() && infos[s].projection }
 
 // PerHead reports whether the stage's output splits into attention heads
-// (query heads for q_*, qk, softmax, pv; KV heads for k_*, v_proj, kv_cache).
-// x_norm and attn_out are whole-row stages.
-func (s Stage) PerHead() bool { return s != XNorm && s != AttnOut }
+// (query heads for q_*, qk, softmax, pv, attn; KV heads for k_*, v_proj,
+// kv_cache). x_norm and attn_out are whole-row stages.
+func (s Stage) PerHead() bool { return s.Valid() && infos[s].perHead }
 
 // KVHeads reports whether a per-head stage is indexed by KV head rather than
 // query head.
-func (s Stage) KVHeads() bool {
-	return s == KProj || s == VProj || s == KRope || s == KVCache
-}
+func (s Stage) KVHeads() bool { return s.Valid() && infos[s].kvHeads }

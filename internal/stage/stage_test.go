@@ -22,7 +22,7 @@ func TestRegistryRoundTrip(t *testing.T) {
 
 // TestOrderIsThePipeline pins the order first-divergence depends on.
 func TestOrderIsThePipeline(t *testing.T) {
-	want := []string{"x_norm", "q_proj", "k_proj", "v_proj", "q_rope", "k_rope", "kv_cache", "qk", "softmax", "pv", "attn_out"}
+	want := []string{"x_norm", "q_proj", "k_proj", "v_proj", "q_rope", "k_rope", "kv_cache", "qk", "softmax", "pv", "attn", "attn_out"}
 	for i, s := range All() {
 		if s.String() != want[i] {
 			t.Errorf("stage %d = %s, want %s", i, s, want[i])

@@ -34,9 +34,17 @@
 //	|d−p| ≤ local(in_d) + local(in_p) + prop(in_d − in_p),
 //
 // where prop is the first-order (for RoPE, QK and P·V exact) change of the
-// stage's exact function when its inputs move from in_p to in_d. In
-// isolated mode both paths get prefill's inputs, prop is zero and the
-// tolerance is 2·local.
+// stage's exact function when its inputs move from in_p to in_d; for fused
+// attention it is the float64 reference's own change on the two inputs
+// (ExactProp). In isolated mode both paths get prefill's inputs, prop is
+// zero and the tolerance is 2·local.
+//
+// Contracts. The bounds above are the Strict contract: f32 accumulation
+// and exactly one rounding to the storage dtype per stage. The Engine
+// contract (Contract, EngineRoundings, engine.go) adds to each local bound
+// a term EngineRoundings·C·u_out·M_i for intermediate results rounded to
+// the storage dtype, as production engines do; it never relaxes the
+// accumulation, so an f16 or bf16 accumulator fails both.
 package tolerance
 
 import (

@@ -26,9 +26,11 @@ static char g_launch_kernel[GP_KERNEL_NAME_CAP];
 static int g_fault = GP_FAULT_NONE;
 
 static const char *const g_fault_names[GP_FAULT_COUNT] = {
-    "gemv_f16_acc",   "rope_wrong_layout", "rope_pos_prev",  "rope_pos_zero",   "gqa_modulo",
-    "kv_slot_off",    "scale_missing",     "scale_twice",    "mask_off_by_one", "splitk_drop_tail",
-    "softmax_no_max", "bias_skipped",      "round_truncate",
+    "gemv_f16_acc",    "rope_wrong_layout", "rope_pos_prev",       "rope_pos_zero",
+    "gqa_modulo",      "kv_slot_off",       "scale_missing",       "scale_twice",
+    "mask_off_by_one", "splitk_drop_tail",  "softmax_no_max",      "bias_skipped",
+    "round_truncate",  "attn_no_rescale",   "attn_lse_off_by_one", "attn_causal_prev",
+    "attn_gqa_modulo",
 };
 
 /* ---- identity and errors --------------------------------------------- */
@@ -524,4 +526,57 @@ int gp_check_attn_pv(int dtype, const float *probs, const void *v_cache, const v
         return rc;
     }
     return check_ptr(fn, "out", out);
+}
+
+int gp_check_attention(int dtype, const void *q, const void *k_cache, const void *v_cache,
+                       const void *out, int n_q, int n_kv, int n_heads, int n_kv_heads,
+                       int head_dim, int q_pos0, float scale) {
+    static const char fn[] = "gp_attention";
+    int rc;
+    if ((rc = check_dtype(fn, dtype)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_range(fn, "n_q", n_q, GP_MAX_SEQ)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_range(fn, "n_kv", n_kv, GP_MAX_SEQ)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_heads(fn, n_heads, n_kv_heads, head_dim)) != GP_OK) {
+        return rc;
+    }
+    if (q_pos0 < 0) {
+        return gp_fail(GP_ERR_INVALID_ARG, "%s: q_pos0=%d must be >= 0", fn, q_pos0);
+    }
+    if ((long long)q_pos0 + n_q > n_kv) {
+        return gp_fail(GP_ERR_INVALID_ARG, "%s: q_pos0+n_q=%d+%d=%lld must be <= n_kv=%d", fn,
+                       q_pos0, n_q, (long long)q_pos0 + n_q, n_kv);
+    }
+    if (!gp_is_finite_f32(scale)) {
+        return gp_fail(GP_ERR_INVALID_ARG, "%s: scale=%g must be finite", fn, (double)scale);
+    }
+    if ((rc = check_ptr(fn, "q", q)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "k_cache", k_cache)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "v_cache", v_cache)) != GP_OK) {
+        return rc;
+    }
+    return check_ptr(fn, "out", out);
+}
+
+/* ---- gp_attention's split policy --------------------------------------- */
+
+int gp_attn_visible(int i, int n_kv, int q_pos0, int causal, int causal_prev) {
+    if (!causal) {
+        return n_kv;
+    }
+    /* q_pos0 + i < n_kv <= GP_MAX_SEQ: no overflow */
+    return causal_prev ? q_pos0 + i : q_pos0 + i + 1;
+}
+
+int gp_attn_splits(int n_vis) {
+    return n_vis <= 0 ? 0 : (n_vis + GP_ATTN_SPLIT_KEYS - 1) / GP_ATTN_SPLIT_KEYS;
 }

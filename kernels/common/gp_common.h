@@ -60,6 +60,10 @@ enum gp_fault {
     GP_FAULT_SOFTMAX_NO_MAX,
     GP_FAULT_BIAS_SKIPPED,
     GP_FAULT_ROUND_TRUNCATE,
+    GP_FAULT_ATTN_NO_RESCALE, /* ABI 3: gp_attention */
+    GP_FAULT_ATTN_LSE_OFF_BY_ONE,
+    GP_FAULT_ATTN_CAUSAL_PREV,
+    GP_FAULT_ATTN_GQA_MODULO,
     GP_FAULT_COUNT
 };
 
@@ -109,6 +113,24 @@ int gp_check_attn_scores(int dtype, const void *q, const void *k_cache, const fl
 int gp_check_softmax(const float *scores, const float *probs, int n_heads, int n_q, int n_kv);
 int gp_check_attn_pv(int dtype, const float *probs, const void *v_cache, const void *out, int n_q,
                      int n_kv, int n_heads, int n_kv_heads, int head_dim);
+/* lse may be NULL, so it is not an argument here. */
+int gp_check_attention(int dtype, const void *q, const void *k_cache, const void *v_cache,
+                       const void *out, int n_q, int n_kv, int n_heads, int n_kv_heads,
+                       int head_dim, int q_pos0, float scale);
+
+/* ---- gp_attention's split policy (GP_ATTN_SPLIT_KEYS) ------------------ */
+
+/* Visible keys of query i (0-based within the call) of gp_attention: keys
+ * 0 .. n_vis-1, n_vis = q_pos0 + i + 1 when causal (q_pos0 + i with
+ * causal_prev, the attn_causal_prev fault), else n_kv. May be 0 only with
+ * causal_prev. */
+int gp_attn_visible(int i, int n_kv, int q_pos0, int causal, int causal_prev);
+/* Splits of GP_ATTN_SPLIT_KEYS keys covering n_vis visible keys. */
+int gp_attn_splits(int n_vis);
+
+/* The static list returned by gp_batch_invariant_stages() on our backends. */
+#define GP_BATCH_INVARIANT_STAGES                                                                  \
+    "x_norm,q_proj,k_proj,v_proj,q_rope,k_rope,kv_cache,qk,softmax,pv,attn,attn_out"
 
 #ifdef __cplusplus
 } /* extern "C" */

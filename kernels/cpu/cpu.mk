@@ -6,12 +6,18 @@
 #   make kernels-cpu-asan  $(CPU_ASAN_LIB) (ASan + UBSan, -O1)
 #   make test-c            self-test against $(CPU_LIB)
 #   make test-c-asan       self-test (itself sanitized) against $(CPU_ASAN_LIB)
+#   make kernels-cpu-core  $(CPU_CORE_LIB): the same sources exporting only
+#                          the ABI's core and gp_attention (core_only.map)
+#   make test-c-core       its exported symbols, then the self-test against it
+#                          (the optional capabilities' tests skip)
 #
 # The self-test runs against any backend: $(ABI_SELFTEST) path/to/lib.so
-.PHONY: kernels-cpu kernels-cpu-asan test-c test-c-asan test-go-asan
+.PHONY: kernels-cpu kernels-cpu-asan kernels-cpu-core test-c test-c-asan test-c-core test-go-asan
 
 CPU_CC ?= gcc
 CPU_ASAN_LIB := $(BUILD)/libgreta_parity_cpu_asan.so
+CPU_CORE_LIB := $(BUILD)/libgreta_parity_cpu_core.so
+CPU_CORE_MAP := kernels/cpu/core_only.map
 ABI_SELFTEST := $(BUILD)/abi_selftest
 ABI_SELFTEST_ASAN := $(BUILD)/abi_selftest_asan
 
@@ -49,6 +55,13 @@ $(CPU_LIB): $(CPU_SRCS) $(CPU_HDRS) kernels/cpu/cpu.mk | $(BUILD)
 $(CPU_ASAN_LIB): $(CPU_SRCS) $(CPU_HDRS) kernels/cpu/cpu.mk | $(BUILD)
 	$(CPU_CC) $(CPU_ASAN_CFLAGS) -o $@ $(CPU_SRCS) -lm
 
+# A library with no optional capability but "fused": the linker version
+# script keeps every other symbol local.
+kernels-cpu-core: $(CPU_CORE_LIB)
+
+$(CPU_CORE_LIB): $(CPU_SRCS) $(CPU_HDRS) $(CPU_CORE_MAP) kernels/cpu/cpu.mk | $(BUILD)
+	$(CPU_CC) $(CPU_CFLAGS) -Wl,--version-script=$(CPU_CORE_MAP) -o $@ $(CPU_SRCS) -lm
+
 $(ABI_SELFTEST): $(SELFTEST_DEPS) kernels/cpu/cpu.mk | $(BUILD)
 	$(CPU_CC) $(SELFTEST_CFLAGS) -o $@ kernels/tests/abi_selftest.c -ldl -lm
 
@@ -63,6 +76,17 @@ test-c: $(ABI_SELFTEST) $(CPU_LIB)
 test-c-asan: $(ABI_SELFTEST_ASAN) $(CPU_ASAN_LIB)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(ABI_SELFTEST_ASAN) $(CPU_ASAN_LIB)
+
+# The core library must export exactly the symbols of core_only.map (nm -D),
+# then pass the self-test, which skips the capabilities it lacks.
+test-c-core: $(ABI_SELFTEST) $(CPU_CORE_LIB)
+	@want=$$(sed -n 's/^ *\(gp_[a-z0-9_]*\);$$/\1/p' $(CPU_CORE_MAP) | sort); \
+	got=$$(nm -D --defined-only $(CPU_CORE_LIB) | awk '$$3 ~ /^gp_/ {print $$3}' | sort); \
+	if [ "$$want" != "$$got" ]; then \
+		echo "test-c-core: $(CPU_CORE_LIB) exports:"; echo "$$got"; \
+		echo "test-c-core: want (from $(CPU_CORE_MAP)):"; echo "$$want"; exit 1; fi; \
+	echo "test-c-core: $(CPU_CORE_LIB) exports exactly the $$(echo "$$want" | wc -l) symbols of $(CPU_CORE_MAP)"
+	$(ABI_SELFTEST) $(CPU_CORE_LIB)
 
 # The Go suite against the ASan+UBSan library (debug shapes only: -O1 and
 # the sanitizers make the 4096-wide shapes slow). The Go test binary is not

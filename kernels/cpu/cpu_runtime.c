@@ -1,5 +1,6 @@
 /*
- * cpu_runtime.c: identity, device and memory entry points of the CPU backend.
+ * cpu_runtime.c: identity, device and memory entry points of the CPU backend,
+ * and its "routes" and "invariance" capabilities.
  * "Device" memory is host memory: 256-byte aligned, memcpy transfers, nothing
  * is asynchronous.
  */
@@ -12,6 +13,13 @@
 #define GP_CPU_ALIGN ((size_t)256)
 
 const char *gp_backend_name(void) { return "cpu"; }
+
+/* Both emulated routes; no vendor BLAS on the CPU. */
+int gp_forced_routes(void) { return (1 << GP_ROUTE_MFMA) | (1 << GP_ROUTE_VALU); }
+
+/* Every stage: each output row is computed from its own inputs in an order
+ * fixed by the data's indices alone (see each source's header comment). */
+const char *gp_batch_invariant_stages(void) { return GP_BATCH_INVARIANT_STAGES; }
 
 int gp_device_count(int *count) {
     int rc = gp_check_device_count(count);

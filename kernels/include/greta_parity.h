@@ -30,6 +30,33 @@
  *  - Faults (gp_set_fault) apply only to calls whose row count (M, rows, or
  *    n_q) is 1, that is to the single-token decode shape, whatever the route.
  *    They exist so the harness can prove it catches real bugs.
+ *
+ * Structure (ABI 3): the CORE entry points are required; every library
+ * exports all of them. The CAPABILITIES are optional groups of entry points:
+ * a library implements a capability by exporting ALL of its symbols, and the
+ * harness looks each one up with dlsym and uses the capability only when
+ * every symbol of it is there. A library must implement at least one of the
+ * two attention capabilities, "unfused" and "fused".
+ *
+ *   CORE          gp_abi_version gp_backend_name gp_status_string
+ *                 gp_last_error gp_device_count gp_malloc gp_free
+ *                 gp_memcpy_h2d gp_memcpy_d2h gp_synchronize gp_rmsnorm
+ *                 gp_linear gp_rope gp_kv_append
+ *   "faults"      gp_set_fault gp_active_fault gp_fault_count gp_fault_name
+ *   "attestation" gp_last_launch
+ *   "d2d"         gp_memcpy_d2d
+ *   "routes"      gp_forced_routes
+ *   "unfused"     gp_attn_scores gp_softmax gp_attn_pv
+ *   "fused"       gp_attention
+ *   "invariance"  gp_batch_invariant_stages
+ *
+ * Batch invariance: a stage is batch invariant when its output for one row
+ * (token) is bit-identical whatever the row count (M, rows, n_q) of the call,
+ * given the same inputs for that row (for the projections: on a forced
+ * route; AUTO may pick another kernel by M). A library declares such stages
+ * with gp_batch_invariant_stages(); the harness requires decode == prefill
+ * bit for bit only for the declared stages and holds the others to the
+ * tolerance model. Without the "invariance" capability no stage is declared.
  */
 #ifndef GRETA_PARITY_H
 #define GRETA_PARITY_H
@@ -42,14 +69,29 @@ extern "C" {
 #endif
 
 /* Bumped on any change of a signature, layout or enum value below.
- * Version 2 (additive over 1): gp_memcpy_d2d and GP_ROUTE_BLAS. */
-#define GP_ABI_VERSION 2
+ * Version 2 (additive over 1): gp_memcpy_d2d and GP_ROUTE_BLAS.
+ * Version 3: real engines do not export the whole surface of version 2, and
+ * most fuse attention. So the ABI is split into a required CORE and optional
+ * CAPABILITIES found by symbol lookup (faults, attestation, d2d, routes,
+ * unfused, fused, invariance; see above); new: gp_attention (the fused
+ * attention stage "attn", split-KV flash decoding on our backends, with an
+ * optional log-sum-exp output), gp_forced_routes (which routes gp_linear
+ * accepts besides AUTO) and gp_batch_invariant_stages (a per-library
+ * declaration of which stages are bit-identical whatever the row count),
+ * and four decode faults of gp_attention. The signatures of version 2 are
+ * unchanged. */
+#define GP_ABI_VERSION 3
 
 /* Limits every backend enforces (GP_ERR_INVALID_ARG beyond them). */
 #define GP_MAX_SEQ 65536    /* rows, n_q, n_kv, capacity, positions */
 #define GP_MAX_DIM 65536    /* M excluded: K, N, dim, widths */
 #define GP_MAX_HEAD_DIM 256 /* attention and RoPE head_dim */
 #define GP_KERNEL_NAME_CAP 64
+
+/* Keys per split of gp_attention on our backends (CPU, HIP): split s covers
+ * keys [s * GP_ATTN_SPLIT_KEYS, (s + 1) * GP_ATTN_SPLIT_KEYS). Fixed, so the
+ * split boundaries depend on the key index alone, never on n_q. */
+#define GP_ATTN_SPLIT_KEYS 64
 
 typedef enum gp_status {
     GP_OK = 0,
@@ -99,6 +141,8 @@ typedef enum gp_rope_layout {
     GP_ROPE_INTERLEAVED = 1 /* GPT-J: pairs (2i, 2i + 1), i < d/2 */
 } gp_rope_layout;
 
+/* ==== CORE (required) ================================================== */
+
 /* ---- identity and errors --------------------------------------------- */
 
 /* Returns GP_ABI_VERSION of the library; callers check it before anything. */
@@ -119,10 +163,6 @@ int gp_malloc(void **ptr, size_t bytes);
 int gp_free(void *ptr); /* gp_free(NULL) is a no-op returning GP_OK */
 int gp_memcpy_h2d(void *dst_device, const void *src_host, size_t bytes);
 int gp_memcpy_d2h(void *dst_host, const void *src_device, size_t bytes);
-/* Device-to-device copy (ABI 2): asynchronous where the backend is, in order
- * with the launches; bytes == 0 is a no-op. The regions must not overlap.
- * Benchmarks use it as the bandwidth ceiling (bytes read + written). */
-int gp_memcpy_d2d(void *dst_device, const void *src_device, size_t bytes);
 int gp_synchronize(void);
 
 /* ---- sub-stages ------------------------------------------------------ */
@@ -131,7 +171,9 @@ int gp_synchronize(void);
 int gp_rmsnorm(int dtype, const void *x, const void *w, void *y, int rows, int dim, float eps);
 
 /* q_proj, k_proj, v_proj, attn_out: y[M,N] = x[M,K] * W[N,K]^T (+ bias[N]).
- * bias may be NULL. route is a gp_route; AUTO resolves by M (never to BLAS). */
+ * bias may be NULL. route is a gp_route; AUTO resolves by M (never to BLAS).
+ * A library without the "routes" capability need only accept AUTO; with it,
+ * gp_forced_routes() says which other routes it accepts. */
 int gp_linear(int dtype, int route, const void *x, const void *w, const void *bias, void *y, int M,
               int N, int K);
 
@@ -148,6 +190,85 @@ int gp_rope(int dtype, int layout, const void *x, void *y, const int32_t *pos, i
  * Requires 0 <= slot and slot + rows <= capacity. Copies are exact. */
 int gp_kv_append(int dtype, const void *k, const void *v, void *k_cache, void *v_cache, int rows,
                  int kv_width, int slot, int capacity);
+
+/* ==== CAPABILITIES (optional; all symbols of a capability, or none) ===== */
+
+/* ---- "faults": fault injection (decode shape only, see the top) ------- */
+
+/* Selects a fault by name; "" or "none" clears it. GP_ERR_UNKNOWN_FAULT if
+ * the backend does not implement the name. Process-wide. */
+int gp_set_fault(const char *name);
+/* Static string: the active fault's name, "none" if none. */
+const char *gp_active_fault(void);
+/* Number of faults this backend implements, and the i-th name. */
+int gp_fault_count(void);
+const char *gp_fault_name(int i);
+
+/* Fault names of our backends (each active only at row count 1). A library
+ * with the capability implements those of the stages it has (the attn_*
+ * faults with "fused", the qk/softmax/pv faults with "unfused"):
+ *  gemv_f16_acc       VALU GEMV accumulates in f16 (partials rounded to f16)
+ *  rope_wrong_layout  RoPE uses the other layout (neox <-> interleaved)
+ *  rope_pos_prev      RoPE uses position pos - 1 (floored at 0)
+ *  rope_pos_zero      RoPE uses position 0
+ *  gqa_modulo         attention maps head h to kv head h % n_kv_heads
+ *                     (both qk and pv; not gp_attention)
+ *  kv_slot_off        KV append writes to slot + 1 (if < capacity, else
+ *                     nothing): the intended slot stays unwritten
+ *  scale_missing      qk omits scale
+ *  scale_twice        qk applies scale twice
+ *  mask_off_by_one    causal mask hides key q_pos0 + i itself
+ *  splitk_drop_tail   split-K GEMV drops the last K % split_k elements
+ *                     (visible only when split_k > 1 and K % split_k != 0)
+ *  softmax_no_max     softmax without max subtraction (inf/NaN at large
+ *                     scores)
+ *  bias_skipped       linear ignores bias
+ *  round_truncate     linear rounds its output toward zero instead of
+ *                     nearest-even (one ulp; f16/bf16 only)
+ *  attn_no_rescale    gp_attention combines its splits without rescaling
+ *                     by the running max: exp(m_s - m) replaced by 1, so
+ *                     o = sum_s acc_s / sum_s l_s and lse = m +
+ *                     log(sum_s l_s) (visible with >= 2 splits whose
+ *                     maxima differ)
+ *  attn_lse_off_by_one gp_attention's out is right, but its LSE combine
+ *                     stops one split early: the last split is left out
+ *                     of lse only (visible with >= 2 splits and lse given)
+ *  attn_causal_prev   gp_attention's causal limit is q_pos0 + i - 1: the
+ *                     query's own key is dropped (causal only; a row left
+ *                     with no visible key gives out 0 and lse -INFINITY)
+ *  attn_gqa_modulo    gp_attention maps head h to kv head h % n_kv_heads
+ *                     (visible with n_kv_heads > 1 and n_heads > n_kv_heads)
+ */
+
+/* ---- "attestation": route attestation ------------------------------- */
+
+/* Describes the kernel variant that ran for the last successful sub-stage
+ * call (process-wide): route (gp_route, never AUTO; 0 for non-projection
+ * ops), tile sizes (0 where not tiled), split-K factor (1 = none), and the
+ * kernel's name (NUL-terminated, truncated to kernel_cap bytes). Any
+ * out-pointer may be NULL. GP_ERR_INVALID_ARG if no call has run yet.
+ * gp_attention attests route 0, tile_m 0, tile_n = keys per split (our
+ * backends: GP_ATTN_SPLIT_KEYS), tile_k 0, split_k = number of splits of
+ * the call's longest row (at least 1). */
+int gp_last_launch(int *route, int *tile_m, int *tile_n, int *tile_k, int *split_k, char *kernel,
+                   int kernel_cap);
+
+/* ---- "d2d": device-to-device copy ------------------------------------ */
+
+/* Asynchronous where the backend is, in order with the launches; bytes == 0
+ * is a no-op. The regions must not overlap. Benchmarks use it as the
+ * bandwidth ceiling (bytes read + written). */
+int gp_memcpy_d2d(void *dst_device, const void *src_device, size_t bytes);
+
+/* ---- "routes": forced projection routes ------------------------------ */
+
+/* Bitmask of the gp_route values gp_linear accepts besides AUTO: bit
+ * (1 << GP_ROUTE_MFMA), (1 << GP_ROUTE_VALU), (1 << GP_ROUTE_BLAS). Ours:
+ * CPU MFMA|VALU, CUDA MFMA|VALU|BLAS, ROCm MFMA|VALU. Without this symbol
+ * the harness uses AUTO only. */
+int gp_forced_routes(void);
+
+/* ---- "unfused": attention in three stages ---------------------------- */
 
 /* qk: scores[h, i, j] = scale * dot(q[i, h], k_cache[j, h / (n_heads /
  * n_kv_heads)]) for query i < n_q at position q_pos0 + i and key j < n_kv.
@@ -168,47 +289,48 @@ int gp_softmax(const float *scores, float *probs, int n_heads, int n_q, int n_kv
 int gp_attn_pv(int dtype, const float *probs, const void *v_cache, void *out, int n_q, int n_kv,
                int n_heads, int n_kv_heads, int head_dim);
 
-/* ---- route attestation ----------------------------------------------- */
+/* ---- "fused": attention in one stage ("attn") ------------------------ */
 
-/* Describes the kernel variant that ran for the last successful sub-stage
- * call (process-wide): route (gp_route, never AUTO; 0 for non-projection
- * ops), tile sizes (0 where not tiled), split-K factor (1 = none), and the
- * kernel's name (NUL-terminated, truncated to kernel_cap bytes). Any
- * out-pointer may be NULL. GP_ERR_INVALID_ARG if no call has run yet. */
-int gp_last_launch(int *route, int *tile_m, int *tile_n, int *tile_k, int *split_k, char *kernel,
-                   int kernel_cap);
+/* attn: for query i < n_q at position q_pos0 + i and head h < n_heads,
+ *   out[i, h*head_dim + c] = sum_j softmax_j(scale * dot(q[i, h], k_j)) *
+ *                            v_cache[j, g*head_dim + c],
+ *   k_j = k_cache[j, g*head_dim ..], g = h / (n_heads / n_kv_heads),
+ * over the visible keys j < n_kv (with causal != 0: j <= q_pos0 + i), and
+ *   lse[h * n_q + i] = log(sum_j exp(scale * dot(q[i, h], k_j))),
+ * natural log over the same keys (the maximum m included: m + log(l)).
+ * q and out are [n_q, n_heads*head_dim] dtype, the caches [capacity >= n_kv,
+ * n_kv_heads*head_dim] dtype (token-major), lse is f32 [n_heads, n_q] and
+ * may be NULL (not written then). Argument rules as gp_attn_scores:
+ * n_heads % n_kv_heads == 0, q_pos0 + n_q <= n_kv, head_dim % 8 == 0 and
+ * <= GP_MAX_HEAD_DIM, the limits above, a finite scale. Every element of
+ * out (and of lse) is written.
+ *
+ * Our backends (CPU, HIP; an engine may split differently) run split-KV
+ * flash decoding with a fixed key split of GP_ATTN_SPLIT_KEYS: split s
+ * covers keys [64s, 64s + 64) clipped to the visible keys; splits with no
+ * visible key are skipped. Per (query i, head h, split s), in f32:
+ *   s_j   = scale * d_j, d_j an fmaf chain over c = 0 .. head_dim-1;
+ *   m_s   = max_j s_j;  p_j = exp(s_j - m_s) (rounded once to f32);
+ *   l_s   = sum_j p_j,  acc_s[c] = sum_j p_j * v[j, c] (fmaf), keys in
+ *           increasing order.
+ * Combine, splits in increasing order: m = max_s m_s, w_s = exp(m_s - m),
+ *   l = sum_s l_s * w_s, o[c] = sum_s acc_s[c] * w_s (fmaf),
+ *   out = o / l rounded once to dtype, lse = m + log(l).
+ * The split boundaries depend on the key index alone, never on n_q, so a
+ * row's result is bit-identical whatever n_q is: decode (n_q = 1) equals
+ * the matching prefill row bit for bit on the same backend. */
+int gp_attention(int dtype, const void *q, const void *k_cache, const void *v_cache, void *out,
+                 float *lse, int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim,
+                 int q_pos0, float scale, int causal);
 
-/* ---- fault injection (decode shape only, see the top of this file) -- */
+/* ---- "invariance": batch-invariance declaration ---------------------- */
 
-/* Selects a fault by name; "" or "none" clears it. GP_ERR_UNKNOWN_FAULT if
- * the backend does not implement the name. Process-wide. */
-int gp_set_fault(const char *name);
-/* Static string: the active fault's name, "none" if none. */
-const char *gp_active_fault(void);
-/* Number of faults this backend implements, and the i-th name. */
-int gp_fault_count(void);
-const char *gp_fault_name(int i);
-
-/* Fault names every backend implements (each active only at row count 1):
- *  gemv_f16_acc       VALU GEMV accumulates in f16 (partials rounded to f16)
- *  rope_wrong_layout  RoPE uses the other layout (neox <-> interleaved)
- *  rope_pos_prev      RoPE uses position pos - 1 (floored at 0)
- *  rope_pos_zero      RoPE uses position 0
- *  gqa_modulo         attention maps head h to kv head h % n_kv_heads
- *                     (both qk and pv)
- *  kv_slot_off        KV append writes to slot + 1 (if < capacity, else
- *                     nothing): the intended slot stays unwritten
- *  scale_missing      qk omits scale
- *  scale_twice        qk applies scale twice
- *  mask_off_by_one    causal mask hides key q_pos0 + i itself
- *  splitk_drop_tail   split-K GEMV drops the last K % split_k elements
- *                     (visible only when split_k > 1 and K % split_k != 0)
- *  softmax_no_max     softmax without max subtraction (inf/NaN at large
- *                     scores)
- *  bias_skipped       linear ignores bias
- *  round_truncate     linear rounds its output toward zero instead of
- *                     nearest-even (one ulp; f16/bf16 only)
- */
+/* Static comma-separated list (no spaces) of the stage names whose output
+ * for one row is bit-identical whatever the row count of the call, given the
+ * same inputs (projections: on a forced route); see "Batch invariance" at
+ * the top. Stage names: x_norm q_proj k_proj v_proj q_rope k_rope kv_cache
+ * qk softmax pv attn attn_out. Ours (CPU, HIP) declare all twelve. */
+const char *gp_batch_invariant_stages(void);
 
 #ifdef __cplusplus
 } /* extern "C" */

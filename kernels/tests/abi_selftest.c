@@ -68,14 +68,26 @@ static struct {
     const char *(*active_fault)(void);
     int (*fault_count)(void);
     const char *(*fault_name)(int);
+    int (*forced_routes)(void);
+    int (*attention)(int, const void *, const void *, const void *, void *, float *, int, int, int,
+                     int, int, int, float, int);
+    const char *(*batch_invariant_stages)(void);
 } gp;
+
+/* The optional capabilities of ABI 3 the library implements (all of a
+ * capability's symbols exported), and the routes and stages it declares. */
+static struct {
+    int faults, attestation, d2d, routes, unfused, fused, invariance;
+    int route_mask;     /* gp_forced_routes(), 0 without "routes" */
+    const char *stages; /* gp_batch_invariant_stages(), "" without "invariance" */
+} cap;
 
 static void *lib;
 
 static int load_symbol(void **slot, const char *name) {
     void *p = dlsym(lib, name);
     if (p == NULL) {
-        fprintf(stderr, "abi_selftest: missing symbol %s\n", name);
+        fprintf(stderr, "abi_selftest: missing core symbol %s\n", name);
         return 0;
     }
     *slot = p;
@@ -84,8 +96,71 @@ static int load_symbol(void **slot, const char *name) {
 
 #define LOAD(field, name) ok &= load_symbol((void **)&gp.field, name)
 
+/* A capability: its symbols and the gp fields they go to. */
+typedef struct {
+    const char *name;
+    int *have;
+    int n;
+    const char *syms[4];
+    void **slots[4];
+} capability;
+
+/* Looks up every symbol of c: returns 1 with *c->have set if all are there,
+ * 1 with *c->have = 0 if none is, 0 (an ABI violation) if only some are. */
+static int load_capability(const capability *c) {
+    int found = 0, i;
+    void *p[4];
+    for (i = 0; i < c->n; i++) {
+        p[i] = dlsym(lib, c->syms[i]);
+        found += p[i] != NULL;
+    }
+    *c->have = found == c->n;
+    if (found == c->n) {
+        for (i = 0; i < c->n; i++) {
+            *c->slots[i] = p[i];
+        }
+        printf("abi_selftest: capability %-12s present\n", c->name);
+        return 1;
+    }
+    if (found == 0) {
+        printf("abi_selftest: capability %-12s absent: its tests are skipped\n", c->name);
+        return 1;
+    }
+    for (i = 0; i < c->n; i++) {
+        if (p[i] == NULL) {
+            fprintf(stderr,
+                    "abi_selftest: capability %s is partial: %s missing (a library exports all "
+                    "of a capability's symbols or none)\n",
+                    c->name, c->syms[i]);
+        }
+    }
+    return 0;
+}
+
 static int load_library(const char *path) {
-    int ok = 1;
+    int ok = 1, i;
+    const capability caps[] = {
+        {"faults",
+         &cap.faults,
+         4,
+         {"gp_set_fault", "gp_active_fault", "gp_fault_count", "gp_fault_name"},
+         {(void **)&gp.set_fault, (void **)&gp.active_fault, (void **)&gp.fault_count,
+          (void **)&gp.fault_name}},
+        {"attestation", &cap.attestation, 1, {"gp_last_launch"}, {(void **)&gp.last_launch}},
+        {"d2d", &cap.d2d, 1, {"gp_memcpy_d2d"}, {(void **)&gp.memcpy_d2d}},
+        {"routes", &cap.routes, 1, {"gp_forced_routes"}, {(void **)&gp.forced_routes}},
+        {"unfused",
+         &cap.unfused,
+         3,
+         {"gp_attn_scores", "gp_softmax", "gp_attn_pv"},
+         {(void **)&gp.attn_scores, (void **)&gp.softmax, (void **)&gp.attn_pv}},
+        {"fused", &cap.fused, 1, {"gp_attention"}, {(void **)&gp.attention}},
+        {"invariance",
+         &cap.invariance,
+         1,
+         {"gp_batch_invariant_stages"},
+         {(void **)&gp.batch_invariant_stages}},
+    };
     lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL) {
         fprintf(stderr, "abi_selftest: dlopen %s: %s\n", path, dlerror());
@@ -100,21 +175,25 @@ static int load_library(const char *path) {
     LOAD(free_, "gp_free");
     LOAD(memcpy_h2d, "gp_memcpy_h2d");
     LOAD(memcpy_d2h, "gp_memcpy_d2h");
-    LOAD(memcpy_d2d, "gp_memcpy_d2d");
     LOAD(synchronize, "gp_synchronize");
     LOAD(rmsnorm, "gp_rmsnorm");
     LOAD(linear, "gp_linear");
     LOAD(rope, "gp_rope");
     LOAD(kv_append, "gp_kv_append");
-    LOAD(attn_scores, "gp_attn_scores");
-    LOAD(softmax, "gp_softmax");
-    LOAD(attn_pv, "gp_attn_pv");
-    LOAD(last_launch, "gp_last_launch");
-    LOAD(set_fault, "gp_set_fault");
-    LOAD(active_fault, "gp_active_fault");
-    LOAD(fault_count, "gp_fault_count");
-    LOAD(fault_name, "gp_fault_name");
+    for (i = 0; i < (int)(sizeof caps / sizeof caps[0]); i++) {
+        ok &= load_capability(&caps[i]);
+    }
+    if (!cap.unfused && !cap.fused) {
+        fprintf(stderr, "abi_selftest: neither \"unfused\" (gp_attn_scores, gp_softmax, "
+                        "gp_attn_pv) nor \"fused\" (gp_attention) attention is exported\n");
+        ok = 0;
+    }
     return ok;
+}
+
+/* Prints a skipped test once per reason. */
+static void skip_note(const char *what, const char *capability_name) {
+    printf("abi_selftest: skipped %s: no \"%s\" capability\n", what, capability_name);
 }
 
 /* ---- checks ------------------------------------------------------------ */
@@ -141,6 +220,50 @@ static int check(int cond, const char *fmt, ...) {
 static int check_ok(int status, const char *what) {
     return check(status == GP_OK, "%s: status %d (%s): %s", what, status, gp.status_string(status),
                  gp.last_error());
+}
+
+/* ---- capabilities in use ------------------------------------------------ */
+
+/* 1 if gp_linear may be called with route: AUTO always, the others when
+ * gp_forced_routes() lists them. */
+static int route_usable(int route) {
+    return route == GP_ROUTE_AUTO || (cap.route_mask & (1 << route)) != 0;
+}
+
+/* 1 if the library declares stage batch invariant (gp_batch_invariant_stages). */
+static int stage_declared(const char *stage) {
+    size_t n = strlen(stage);
+    const char *p = cap.stages;
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, stage, n) == 0) {
+            return 1;
+        }
+        p += len;
+        if (*p == ',') {
+            p++;
+        }
+    }
+    return 0;
+}
+
+static long n_undeclared_variant;
+
+/* Bit equality of a row computed at row count 1 and at a larger row count:
+ * required for a declared stage; for an undeclared one a difference is
+ * allowed and only counted (printed at the end). */
+static void check_invariant(int declared, int equal, const char *fmt, ...) {
+    if (declared) {
+        va_list ap;
+        char msg[512];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        check(equal, "%s (stage declared batch invariant)", msg);
+    } else if (!equal) {
+        n_undeclared_variant++;
+    }
 }
 
 static const char *dtype_str(int dtype) {
@@ -272,6 +395,9 @@ static void check_attest(const char *what, int want_route, int want_split) {
     int route = -1, tm = -1, tn = -1, tk = -1, split = -1;
     char kernel[GP_KERNEL_NAME_CAP];
     char small[4];
+    if (!cap.attestation) {
+        return;
+    }
     memset(kernel, 0, sizeof kernel);
     if (!check_ok(gp.last_launch(&route, &tm, &tn, &tk, &split, kernel, (int)sizeof kernel),
                   "gp_last_launch")) {
@@ -315,7 +441,7 @@ static unsigned char *run_linear(int dtype, int route, const void *x, const void
     void *dy = dev_poisoned((size_t)M * N * es);
     unsigned char *y = NULL;
     *status = gp.linear(dtype, route, dx, dw, db, dy, M, N, K);
-    if (route == GP_ROUTE_BLAS && *status == GP_ERR_UNSUPPORTED) {
+    if (route == GP_ROUTE_BLAS && !route_usable(route) && *status == GP_ERR_UNSUPPORTED) {
         /* a backend without a vendor BLAS: allowed, with a message saying so */
         check(strstr(gp.last_error(), "blas") != NULL,
               "gp_linear route=blas unsupported: message '%s' should name the route",
@@ -344,8 +470,13 @@ static void test_linear_shape(int dtype, int M, int N, int K, int with_bias) {
         int ran = route == GP_ROUTE_AUTO ? (M > 1 ? GP_ROUTE_MFMA : GP_ROUTE_VALU) : route;
         long bad = 0;
         double worst = 0.0;
-        unsigned char *y =
-            run_linear(dtype, route, x.raw, w.raw, with_bias ? b.raw : NULL, M, N, K, &status);
+        unsigned char *y;
+        /* BLAS outside gp_forced_routes() must be GP_ERR_UNSUPPORTED (run_linear
+         * checks the message); MFMA / VALU outside it are not called */
+        if (!route_usable(route) && !(cap.routes && route == GP_ROUTE_BLAS)) {
+            continue;
+        }
+        y = run_linear(dtype, route, x.raw, w.raw, with_bias ? b.raw : NULL, M, N, K, &status);
         if (y == NULL) {
             continue;
         }
@@ -384,9 +515,12 @@ static void test_linear_shape(int dtype, int M, int N, int K, int with_bias) {
                 unsigned char *y1 =
                     run_linear(dtype, route, xr, w.raw, with_bias ? b.raw : NULL, 1, N, K, &status);
                 if (y1 != NULL) {
-                    check(memcmp(y1, y + (size_t)rows[i] * N * es, (size_t)N * es) == 0,
-                          "gp_linear %s route=%d M=%d N=%d K=%d: row %d differs from M=1 call",
-                          dtype_str(dtype), route, M, N, K, rows[i]);
+                    check_invariant(stage_declared("q_proj") && stage_declared("k_proj") &&
+                                        stage_declared("v_proj") && stage_declared("attn_out"),
+                                    memcmp(y1, y + (size_t)rows[i] * N * es, (size_t)N * es) == 0,
+                                    "gp_linear %s route=%d M=%d N=%d K=%d: row %d differs from "
+                                    "M=1 call",
+                                    dtype_str(dtype), route, M, N, K, rows[i]);
                     check_attest("gp_linear M=1", route,
                                  route == GP_ROUTE_VALU ? valu_split(N, K) : 1);
                 }
@@ -586,8 +720,10 @@ static void test_rope(void) {
                                  "gp_rope rows=1")) {
                         unsigned char *y1 =
                             dev_download_checked(dy1, width * es, es, "gp_rope rows=1");
-                        check(memcmp(y1, y + (size_t)(rows - 1) * width * es, width * es) == 0,
-                              "gp_rope %s: last row differs from rows=1 call", dtype_str(dtype));
+                        check_invariant(
+                            stage_declared("q_rope") && stage_declared("k_rope"),
+                            memcmp(y1, y + (size_t)(rows - 1) * width * es, width * es) == 0,
+                            "gp_rope %s: last row differs from rows=1 call", dtype_str(dtype));
                         free(y1);
                     }
                     dev_free(dx1);
@@ -850,6 +986,253 @@ static void test_attn_pv(void) {
     }
 }
 
+/* ---- fused attention (ABI 3) ---------------------------------------------------------- */
+
+static const attn_shape fused_shapes[] = {
+    /* n_q, n_kv, n_heads, n_kv_heads, head_dim, q_pos0 */
+    {1, 17, 4, 2, 64, 16},    /* decode, one split */
+    {5, 12, 8, 2, 32, 7},     /* GQA 4:1, one split */
+    {4, 200, 6, 2, 128, 196}, /* decode-like tail of a long cache: 4 splits */
+    {70, 130, 4, 4, 8, 60},   /* rows across the 64 and 128 split boundaries */
+    {3, 64, 2, 1, 16, 61},    /* MQA, exactly one full split */
+    {2, 65, 2, 1, 256, 63},   /* a second split of one key, head_dim 256 */
+    {6, 300, 8, 2, 64, 10},   /* non-causal sees 5 splits, causal 1 */
+    {1, 1, 1, 1, 256, 0},
+};
+#define N_FUSED_SHAPES ((int)(sizeof fused_shapes / sizeof fused_shapes[0]))
+
+/* Runs gp_attention on host data; returns the downloaded out (and lse into
+ * *lse_out, when with_lse), or NULL on failure. */
+static unsigned char *run_attention(int dtype, const tensor *q, const tensor *k, const tensor *v,
+                                    attn_shape a, float scale, int causal, int with_lse,
+                                    unsigned char **lse_out) {
+    size_t es = gp_dtype_size(dtype);
+    size_t no = (size_t)a.n_q * a.n_heads * a.head_dim * es, nl = (size_t)a.n_heads * a.n_q * 4;
+    void *dq = dev_upload(q->raw, q->n * es);
+    void *dk = dev_upload(k->raw, k->n * es), *dv = dev_upload(v->raw, v->n * es);
+    void *dout = dev_poisoned(no), *dlse = with_lse ? dev_poisoned(nl) : NULL;
+    unsigned char *out = NULL;
+    if (lse_out != NULL) {
+        *lse_out = NULL;
+    }
+    if (check_ok(gp.attention(dtype, dq, dk, dv, dout, (float *)dlse, a.n_q, a.n_kv, a.n_heads,
+                              a.n_kv_heads, a.head_dim, a.q_pos0, scale, causal),
+                 "gp_attention")) {
+        out = dev_download_checked(dout, no, es, "gp_attention out");
+        if (with_lse) {
+            *lse_out = dev_download_checked(dlse, nl, 4, "gp_attention lse");
+        }
+    }
+    dev_free(dq);
+    dev_free(dk);
+    dev_free(dv);
+    dev_free(dout);
+    dev_free(dlse);
+    return out;
+}
+
+/* Attestation of gp_attention: route 0, a kernel name; with the header's
+ * split (tile_n == GP_ATTN_SPLIT_KEYS), split_k = the longest row's splits. */
+static void check_attest_attention(const char *what, int longest_visible) {
+    int route = -1, tm = -1, tn = -1, tk = -1, split = -1, want;
+    char kernel[GP_KERNEL_NAME_CAP];
+    if (!cap.attestation) {
+        return;
+    }
+    memset(kernel, 0, sizeof kernel);
+    if (!check_ok(gp.last_launch(&route, &tm, &tn, &tk, &split, kernel, (int)sizeof kernel),
+                  "gp_last_launch")) {
+        return;
+    }
+    check(route == 0 && kernel[0] != '\0' && split >= 1 && tm >= 0 && tn >= 0 && tk >= 0,
+          "%s: attests route %d tiles %dx%dx%d split %d kernel '%s'", what, route, tm, tn, tk,
+          split, kernel);
+    if (tn == GP_ATTN_SPLIT_KEYS) {
+        want = (longest_visible + GP_ATTN_SPLIT_KEYS - 1) / GP_ATTN_SPLIT_KEYS;
+        check(split == want, "%s: attests split_k %d, want %d splits of %d keys", what, split, want,
+              GP_ATTN_SPLIT_KEYS);
+    }
+}
+
+static void test_attention(void) {
+    int dtype, s, causal;
+    for (dtype = 0; dtype < 3; dtype++) {
+        for (s = 0; s < N_FUSED_SHAPES; s++) {
+            for (causal = 0; causal < 2; causal++) {
+                attn_shape a = fused_shapes[s];
+                int qw = a.n_heads * a.head_dim, kw = a.n_kv_heads * a.head_dim;
+                int group = a.n_heads / a.n_kv_heads, h, i, j, c, r;
+                size_t es = gp_dtype_size(dtype);
+                float scale = (float)(1.0 / sqrt((double)a.head_dim));
+                tensor q = tensor_random(dtype, (size_t)a.n_q * qw, 0.05, 1.0);
+                tensor k = tensor_random(dtype, (size_t)a.n_kv * kw, 0.05, 1.0);
+                tensor v = tensor_random(dtype, (size_t)a.n_kv * kw, 0.05, 1.0);
+                double *sc = (double *)malloc((size_t)a.n_kv * sizeof(double));
+                unsigned char *out, *lse = NULL, *out2;
+                long bad_out = 0, bad_lse = 0;
+                double worst = 0.0;
+                out = run_attention(dtype, &q, &k, &v, a, scale, causal, 1, &lse);
+                if (out == NULL) {
+                    free(sc);
+                    tensor_free(&q);
+                    tensor_free(&k);
+                    tensor_free(&v);
+                    continue;
+                }
+                check_attest_attention("gp_attention", causal ? a.q_pos0 + a.n_q : a.n_kv);
+                for (i = 0; i < a.n_q; i++) {
+                    int n_vis = causal ? a.q_pos0 + i + 1 : a.n_kv;
+                    for (h = 0; h < a.n_heads; h++) {
+                        int g = h / group;
+                        double mx = -INFINITY, l = 0.0, dmax = 0.0, smax = 0.0, ref_lse, got_lse;
+                        float lf;
+                        /* scores and the bound of their f32 error */
+                        for (j = 0; j < n_vis; j++) {
+                            double dot = 0.0, mag = 0.0;
+                            for (c = 0; c < a.head_dim; c++) {
+                                double p = q.val[(size_t)i * qw + h * a.head_dim + c] *
+                                           k.val[(size_t)j * kw + g * a.head_dim + c];
+                                dot += p;
+                                mag += fabs(p);
+                            }
+                            sc[j] = dot * scale;
+                            mx = sc[j] > mx ? sc[j] : mx;
+                            mag = (a.head_dim + 2) * EPS32 * scale * mag;
+                            dmax = mag > dmax ? mag : dmax;
+                        }
+                        for (j = 0; j < n_vis; j++) {
+                            l += exp(sc[j] - mx);
+                            smax = fabs(sc[j] - mx) > smax ? fabs(sc[j] - mx) : smax;
+                        }
+                        /* relative error of each weight: twice the score error, the
+                         * f32 exponent differences, exp and sums of n_vis terms */
+                        {
+                            double rel = 2.0 * dmax + (2.0 * smax + n_vis + 16) * EPS32;
+                            for (c = 0; c < a.head_dim; c++) {
+                                double ref = 0.0, mag = 0.0, got, tol;
+                                for (j = 0; j < n_vis; j++) {
+                                    double pv = exp(sc[j] - mx) / l *
+                                                v.val[(size_t)j * kw + g * a.head_dim + c];
+                                    ref += pv;
+                                    mag += fabs(pv);
+                                }
+                                got = gp_load(dtype, out, (size_t)i * qw + h * a.head_dim + c);
+                                tol = 2.0 * unit_roundoff(dtype) * fabs(ref) + 2.0 * rel * mag +
+                                      tiny(dtype);
+                                if (!(fabs(got - ref) <= tol)) {
+                                    if (bad_out++ == 0) {
+                                        worst = fabs(got - ref) / tol;
+                                    }
+                                }
+                            }
+                            ref_lse = mx + log(l);
+                            memcpy(&lf, lse + ((size_t)h * a.n_q + i) * 4, 4);
+                            got_lse = lf;
+                            bad_lse += !(fabs(got_lse - ref_lse) <=
+                                         2.0 * rel + 4.0 * EPS32 * fabs(ref_lse));
+                        }
+                    }
+                }
+                check(bad_out == 0,
+                      "gp_attention %s shape %d causal=%d: %ld outputs beyond bound (first at "
+                      "%.2fx)",
+                      dtype_str(dtype), s, causal, bad_out, worst);
+                check(bad_lse == 0, "gp_attention %s shape %d causal=%d: %ld lse beyond bound",
+                      dtype_str(dtype), s, causal, bad_lse);
+                /* lse = NULL: the same out, bit for bit */
+                out2 = run_attention(dtype, &q, &k, &v, a, scale, causal, 0, NULL);
+                if (out2 != NULL) {
+                    check(memcmp(out, out2, (size_t)a.n_q * qw * es) == 0,
+                          "gp_attention %s shape %d causal=%d: out differs with lse=NULL",
+                          dtype_str(dtype), s, causal);
+                }
+                free(out2);
+                /* decode: row r alone (n_q = 1; causal: n_kv = q_pos0 + 1 as in a
+                 * decode step) equals row r of this call, out and lse */
+                for (r = a.n_q - 1; r >= 0; r = r == a.n_q - 1 && r > 0 ? 0 : -1) {
+                    attn_shape d = a;
+                    tensor q1 = q;
+                    unsigned char *o1, *l1 = NULL;
+                    d.n_q = 1;
+                    d.q_pos0 = a.q_pos0 + r;
+                    d.n_kv = causal ? d.q_pos0 + 1 : a.n_kv;
+                    q1.raw = (unsigned char *)q.raw + (size_t)r * qw * es;
+                    q1.n = (size_t)qw;
+                    o1 = run_attention(dtype, &q1, &k, &v, d, scale, causal, 1, &l1);
+                    if (o1 != NULL) {
+                        int equal = memcmp(o1, out + (size_t)r * qw * es, (size_t)qw * es) == 0;
+                        for (h = 0; h < a.n_heads; h++) {
+                            equal &= memcmp(l1 + (size_t)h * 4, lse + ((size_t)h * a.n_q + r) * 4,
+                                            4) == 0;
+                        }
+                        check_invariant(stage_declared("attn"), equal,
+                                        "gp_attention %s shape %d causal=%d: row %d at n_q=1 "
+                                        "differs from n_q=%d",
+                                        dtype_str(dtype), s, causal, r, a.n_q);
+                    }
+                    free(o1);
+                    free(l1);
+                }
+                free(out);
+                free(lse);
+                free(sc);
+                tensor_free(&q);
+                tensor_free(&k);
+                tensor_free(&v);
+            }
+        }
+    }
+}
+
+/* ---- declared capabilities (ABI 3) ------------------------------------------------------ */
+
+static void test_declarations(void) {
+    static const char *const stages[] = {"x_norm",  "q_proj", "k_proj",   "v_proj",
+                                         "q_rope",  "k_rope", "kv_cache", "qk",
+                                         "softmax", "pv",     "attn",     "attn_out"};
+    const int n_stages = (int)(sizeof stages / sizeof stages[0]);
+    if (cap.routes) {
+        const int known = (1 << GP_ROUTE_MFMA) | (1 << GP_ROUTE_VALU) | (1 << GP_ROUTE_BLAS);
+        check((cap.route_mask & ~known) == 0,
+              "gp_forced_routes: 0x%x has bits besides MFMA, VALU and BLAS", cap.route_mask);
+        printf("abi_selftest: forced routes:%s%s%s\n",
+               cap.route_mask & (1 << GP_ROUTE_MFMA) ? " mfma" : "",
+               cap.route_mask & (1 << GP_ROUTE_VALU) ? " valu" : "",
+               cap.route_mask & (1 << GP_ROUTE_BLAS) ? " blas" : "");
+    }
+    if (cap.invariance) {
+        /* a comma-separated list of known stage names, each at most once */
+        const char *p = cap.stages;
+        int seen[16] = {0}, ok = cap.stages[0] != '\0', i;
+        while (ok && *p != '\0') {
+            const char *end = strchr(p, ',');
+            size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+            int found = 0;
+            for (i = 0; i < n_stages; i++) {
+                if (strlen(stages[i]) == len && strncmp(p, stages[i], len) == 0) {
+                    found = 1;
+                    ok &= seen[i]++ == 0;
+                }
+            }
+            ok &= found;
+            p += len;
+            if (*p == ',') {
+                ok &= p[1] != '\0';
+                p++;
+            }
+        }
+        check(ok, "gp_batch_invariant_stages: '%s' is not a list of distinct stage names",
+              cap.stages);
+        /* a stage declared batch invariant must exist in the library */
+        check(cap.fused || !stage_declared("attn"),
+              "gp_batch_invariant_stages declares attn without gp_attention");
+        check(cap.unfused ||
+                  !(stage_declared("qk") || stage_declared("softmax") || stage_declared("pv")),
+              "gp_batch_invariant_stages declares unfused stages without them");
+        printf("abi_selftest: batch-invariant stages: %s\n", cap.stages);
+    }
+}
+
 /* ---- bad arguments ---------------------------------------------------------------------- */
 
 static int is_ident(char c) {
@@ -897,9 +1280,13 @@ static void test_bad_args(void) {
         free(z);
     }
     /* a successful call, whose attestation failing calls must not change */
-    check_ok(gp.linear(GP_DTYPE_F32, GP_ROUTE_MFMA, a, b, NULL, c, 2, 4, 8), "gp_linear");
-    check_ok(gp.last_launch(&route_before, NULL, NULL, NULL, NULL, kb, (int)sizeof kb),
-             "gp_last_launch");
+    check_ok(gp.linear(GP_DTYPE_F32, route_usable(GP_ROUTE_MFMA) ? GP_ROUTE_MFMA : GP_ROUTE_AUTO, a,
+                       b, NULL, c, 2, 4, 8),
+             "gp_linear");
+    if (cap.attestation) {
+        check_ok(gp.last_launch(&route_before, NULL, NULL, NULL, NULL, kb, (int)sizeof kb),
+                 "gp_last_launch");
+    }
 
 #define F32 GP_DTYPE_F32
 #define INV GP_ERR_INVALID_ARG
@@ -940,26 +1327,63 @@ static void test_bad_args(void) {
                 "kv k_cache");
     expect_fail(gp.kv_append(F32, a, b, c, NULL, 1, 8, 0, 4), NUL, "gp_kv_append", "v_cache",
                 "kv v_cache");
-    expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 6, 4, 8, 0, 1.0f, 1), INV,
-                "gp_attn_scores", "n_kv_heads=4", "scores n_heads%n_kv_heads");
-    expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 2, 2, 12, 0, 1.0f, 1), INV,
-                "gp_attn_scores", "head_dim=12", "scores head_dim%8");
-    expect_fail(gp.attn_scores(F32, a, b, (float *)c, 2, 4, 2, 2, 8, 3, 1.0f, 1), INV,
-                "gp_attn_scores", "n_kv=4", "scores q_pos0+n_q>n_kv");
-    expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 2, 2, 8, -1, 1.0f, 1), INV,
-                "gp_attn_scores", "q_pos0=-1", "scores q_pos0<0");
-    expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 2, 2, 8, 0, INFINITY, 1), INV,
-                "gp_attn_scores", "scale", "scores scale=inf");
-    expect_fail(gp.attn_scores(F32, a, NULL, (float *)c, 1, 4, 2, 2, 8, 0, 1.0f, 1), NUL,
-                "gp_attn_scores", "k_cache", "scores k_cache");
-    expect_fail(gp.softmax((const float *)a, (float *)c, 2, 1, 0), INV, "gp_softmax", "n_kv=0",
-                "softmax n_kv=0");
-    expect_fail(gp.softmax((const float *)a, NULL, 2, 1, 4), NUL, "gp_softmax", "probs",
-                "softmax probs");
-    expect_fail(gp.attn_pv(F32, (const float *)a, NULL, c, 1, 4, 2, 2, 8), NUL, "gp_attn_pv",
-                "v_cache", "pv v_cache");
-    expect_fail(gp.attn_pv(F32, (const float *)a, b, c, 1, 4, 2, 0, 8), INV, "gp_attn_pv",
-                "n_kv_heads=0", "pv n_kv_heads=0");
+    if (cap.unfused) {
+        expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 6, 4, 8, 0, 1.0f, 1), INV,
+                    "gp_attn_scores", "n_kv_heads=4", "scores n_heads%n_kv_heads");
+        expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 2, 2, 12, 0, 1.0f, 1), INV,
+                    "gp_attn_scores", "head_dim=12", "scores head_dim%8");
+        expect_fail(gp.attn_scores(F32, a, b, (float *)c, 2, 4, 2, 2, 8, 3, 1.0f, 1), INV,
+                    "gp_attn_scores", "n_kv=4", "scores q_pos0+n_q>n_kv");
+        expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 2, 2, 8, -1, 1.0f, 1), INV,
+                    "gp_attn_scores", "q_pos0=-1", "scores q_pos0<0");
+        expect_fail(gp.attn_scores(F32, a, b, (float *)c, 1, 4, 2, 2, 8, 0, INFINITY, 1), INV,
+                    "gp_attn_scores", "scale", "scores scale=inf");
+        expect_fail(gp.attn_scores(F32, a, NULL, (float *)c, 1, 4, 2, 2, 8, 0, 1.0f, 1), NUL,
+                    "gp_attn_scores", "k_cache", "scores k_cache");
+        expect_fail(gp.softmax((const float *)a, (float *)c, 2, 1, 0), INV, "gp_softmax", "n_kv=0",
+                    "softmax n_kv=0");
+        expect_fail(gp.softmax((const float *)a, NULL, 2, 1, 4), NUL, "gp_softmax", "probs",
+                    "softmax probs");
+        expect_fail(gp.attn_pv(F32, (const float *)a, NULL, c, 1, 4, 2, 2, 8), NUL, "gp_attn_pv",
+                    "v_cache", "pv v_cache");
+        expect_fail(gp.attn_pv(F32, (const float *)a, b, c, 1, 4, 2, 0, 8), INV, "gp_attn_pv",
+                    "n_kv_heads=0", "pv n_kv_heads=0");
+    }
+    if (cap.fused) {
+        float *l = (float *)d;
+        expect_fail(gp.attention(F32, a, b, b, c, l, 1, 4, 6, 4, 8, 0, 1.0f, 1), INV,
+                    "gp_attention", "n_kv_heads=4", "attention n_heads%n_kv_heads");
+        expect_fail(gp.attention(F32, a, b, b, c, l, 1, 4, 2, 2, 12, 0, 1.0f, 1), INV,
+                    "gp_attention", "head_dim=12", "attention head_dim%8");
+        expect_fail(gp.attention(F32, a, b, b, c, l, 1, 4, 1, 1, 264, 0, 1.0f, 1), INV,
+                    "gp_attention", "head_dim=264", "attention head_dim>max");
+        expect_fail(gp.attention(F32, a, b, b, c, l, 2, 4, 2, 2, 8, 3, 1.0f, 1), INV,
+                    "gp_attention", "n_kv=4", "attention q_pos0+n_q>n_kv");
+        expect_fail(gp.attention(F32, a, b, b, c, l, 1, 4, 2, 2, 8, -1, 1.0f, 0), INV,
+                    "gp_attention", "q_pos0=-1", "attention q_pos0<0");
+        expect_fail(gp.attention(F32, a, b, b, c, l, 0, 4, 2, 2, 8, 0, 1.0f, 1), INV,
+                    "gp_attention", "n_q=0", "attention n_q=0");
+        expect_fail(gp.attention(F32, a, b, b, c, l, 1, 0, 2, 2, 8, 0, 1.0f, 1), INV,
+                    "gp_attention", "n_kv=0", "attention n_kv=0");
+        expect_fail(gp.attention(F32, a, b, b, c, l, 1, GP_MAX_SEQ + 1, 2, 2, 8, 0, 1.0f, 1), INV,
+                    "gp_attention", "n_kv=65537", "attention n_kv>max");
+        expect_fail(gp.attention(F32, a, b, b, c, l, 1, 4, 0, 1, 8, 0, 1.0f, 1), INV,
+                    "gp_attention", "n_heads=0", "attention n_heads=0");
+        expect_fail(gp.attention(F32, a, b, b, c, l, 1, 4, 2, 2, 8, 0, INFINITY, 1), INV,
+                    "gp_attention", "scale", "attention scale=inf");
+        expect_fail(gp.attention(F32, a, b, b, c, l, 1, 4, 2, 2, 8, 0, nan, 1), INV, "gp_attention",
+                    "scale", "attention scale=NaN");
+        expect_fail(gp.attention(7, a, b, b, c, l, 1, 4, 2, 2, 8, 0, 1.0f, 1), INV, "gp_attention",
+                    "dtype=7", "attention dtype");
+        expect_fail(gp.attention(F32, NULL, b, b, c, l, 1, 4, 2, 2, 8, 0, 1.0f, 1), NUL,
+                    "gp_attention", "q", "attention q");
+        expect_fail(gp.attention(F32, a, NULL, b, c, l, 1, 4, 2, 2, 8, 0, 1.0f, 1), NUL,
+                    "gp_attention", "k_cache", "attention k_cache");
+        expect_fail(gp.attention(F32, a, b, NULL, c, l, 1, 4, 2, 2, 8, 0, 1.0f, 1), NUL,
+                    "gp_attention", "v_cache", "attention v_cache");
+        expect_fail(gp.attention(F32, a, b, b, NULL, l, 1, 4, 2, 2, 8, 0, 1.0f, 1), NUL,
+                    "gp_attention", "out", "attention out");
+    }
     expect_fail(gp.malloc_(&probe, 0), INV, "gp_malloc", "bytes", "malloc 0 bytes");
     expect_fail(gp.malloc_(NULL, 64), NUL, "gp_malloc", "ptr", "malloc NULL ptr");
     expect_fail(gp.device_count(NULL), NUL, "gp_device_count", "count", "device_count NULL");
@@ -970,13 +1394,20 @@ static void test_bad_args(void) {
 #undef NUL
 
     /* failing calls leave the attestation of the last success */
-    check_ok(gp.last_launch(&route_after, NULL, NULL, NULL, NULL, ka, (int)sizeof ka),
-             "gp_last_launch");
-    check(route_after == route_before && strcmp(ka, kb) == 0,
-          "failing calls changed the attestation (%d %s -> %d %s)", route_before, kb, route_after,
-          ka);
-    /* and a valid call still works */
-    check_ok(gp.linear(GP_DTYPE_F16, GP_ROUTE_VALU, a, b, NULL, c, 1, 4, 8),
+    if (cap.attestation) {
+        check_ok(gp.last_launch(&route_after, NULL, NULL, NULL, NULL, ka, (int)sizeof ka),
+                 "gp_last_launch");
+        check(route_after == route_before && strcmp(ka, kb) == 0,
+              "failing calls changed the attestation (%d %s -> %d %s)", route_before, kb,
+              route_after, ka);
+    }
+    /* and a valid call still works; gp_attention's lse is optional */
+    if (cap.fused) {
+        check_ok(gp.attention(GP_DTYPE_F32, a, b, b, c, NULL, 1, 4, 2, 2, 8, 3, 1.0f, 1),
+                 "gp_attention lse=NULL");
+    }
+    check_ok(gp.linear(GP_DTYPE_F16, route_usable(GP_ROUTE_VALU) ? GP_ROUTE_VALU : GP_ROUTE_AUTO, a,
+                       b, NULL, c, 1, 4, 8),
              "gp_linear after errors");
     check_attest("gp_linear after errors", GP_ROUTE_VALU, valu_split(4, 8));
     check_ok(gp.free_(NULL), "gp_free(NULL)");
@@ -994,11 +1425,71 @@ static void test_bad_args(void) {
 /* ---- faults --------------------------------------------------------------------------- */
 
 static const char *const header_faults[] = {
-    "gemv_f16_acc",   "rope_wrong_layout", "rope_pos_prev",  "rope_pos_zero",   "gqa_modulo",
-    "kv_slot_off",    "scale_missing",     "scale_twice",    "mask_off_by_one", "splitk_drop_tail",
-    "softmax_no_max", "bias_skipped",      "round_truncate",
+    "gemv_f16_acc",    "rope_wrong_layout", "rope_pos_prev",       "rope_pos_zero",
+    "gqa_modulo",      "kv_slot_off",       "scale_missing",       "scale_twice",
+    "mask_off_by_one", "splitk_drop_tail",  "softmax_no_max",      "bias_skipped",
+    "round_truncate",  "attn_no_rescale",   "attn_lse_off_by_one", "attn_causal_prev",
+    "attn_gqa_modulo",
 };
 #define N_HEADER_FAULTS ((int)(sizeof header_faults / sizeof header_faults[0]))
+
+/* 1 if the library has the stage fault f acts on: the attn_* faults need
+ * "fused", the qk / softmax / pv faults "unfused". */
+static int fault_applies(int f) {
+    const char *name = header_faults[f];
+    if (strncmp(name, "attn_", 5) == 0) {
+        return cap.fused;
+    }
+    if (strcmp(name, "gqa_modulo") == 0 || strncmp(name, "scale_", 6) == 0 ||
+        strcmp(name, "mask_off_by_one") == 0 || strcmp(name, "softmax_no_max") == 0) {
+        return cap.unfused;
+    }
+    return 1;
+}
+
+/* The fused-attention fault scenario: 3 splits of keys (n_kv = 150), GQA
+ * with 2 KV heads, causal, the last rows of the cache; out then lse. */
+static unsigned char *attention_fault_scenario(const char *name, int rows, size_t *bytes) {
+    int nh = 4, nkvh = 2, hd = 16, nkv = 150, q_pos0 = nkv - rows, qw = nh * hd, kw = nkvh * hd;
+    size_t no = (size_t)rows * qw * 4, nl = (size_t)nh * rows * 4;
+    tensor q = tensor_random(GP_DTYPE_F32, (size_t)rows * qw, 0.05, 1.0);
+    tensor k = tensor_random(GP_DTYPE_F32, (size_t)nkv * kw, 0.05, 1.0);
+    tensor v = tensor_random(GP_DTYPE_F32, (size_t)nkv * kw, 0.05, 1.0);
+    void *dq, *dk, *dv, *dout, *dlse;
+    unsigned char *out = (unsigned char *)calloc(no + nl, 1);
+    size_t t;
+    /* keys of very different scores per split, so that the split maxima
+     * differ and the rescaling matters */
+    for (t = 0; t < k.n; t++) {
+        float f = (float)k.val[t] * (float)(1 + (int)((t / (size_t)kw) % 7));
+        gp_store(GP_DTYPE_F32, k.raw, t, f, 0);
+    }
+    dq = dev_upload(q.raw, q.n * 4);
+    dk = dev_upload(k.raw, k.n * 4);
+    dv = dev_upload(v.raw, v.n * 4);
+    dout = dev_poisoned(no);
+    dlse = dev_poisoned(nl);
+    *bytes = no + nl;
+    if (check_ok(gp.attention(GP_DTYPE_F32, dq, dk, dv, dout, (float *)dlse, rows, nkv, nh, nkvh,
+                              hd, q_pos0, 0.25f, 1),
+                 name)) {
+        unsigned char *o = dev_download_checked(dout, no, 4, name);
+        unsigned char *l = dev_download_checked(dlse, nl, 4, name);
+        memcpy(out, o, no);
+        memcpy(out + no, l, nl);
+        free(o);
+        free(l);
+    }
+    dev_free(dq);
+    dev_free(dk);
+    dev_free(dv);
+    dev_free(dout);
+    dev_free(dlse);
+    tensor_free(&q);
+    tensor_free(&k);
+    tensor_free(&v);
+    return out;
+}
 
 /* Output of the op a fault targets, at row count `rows` (1 or 2); fixed data
  * per fault so that the outputs with and without the fault are comparable. */
@@ -1008,8 +1499,10 @@ static unsigned char *fault_scenario(int f, int rows, size_t *bytes) {
     uint64_t saved = rng_state;
     int status;
     rng_state = 0x1234567ull + (uint64_t)f * 977u; /* same data each time */
-    if (strcmp(name, "gemv_f16_acc") == 0 || strcmp(name, "splitk_drop_tail") == 0 ||
-        strcmp(name, "bias_skipped") == 0 || strcmp(name, "round_truncate") == 0) {
+    if (strncmp(name, "attn_", 5) == 0) {
+        out = attention_fault_scenario(name, rows, bytes);
+    } else if (strcmp(name, "gemv_f16_acc") == 0 || strcmp(name, "splitk_drop_tail") == 0 ||
+               strcmp(name, "bias_skipped") == 0 || strcmp(name, "round_truncate") == 0) {
         int dtype = strcmp(name, "round_truncate") == 0 ? GP_DTYPE_F16 : GP_DTYPE_F32;
         int N = 16, K = 103; /* K % 4 != 0, N <= 256: split-K with a tail */
         int route = strcmp(name, "bias_skipped") == 0 || strcmp(name, "round_truncate") == 0
@@ -1124,6 +1617,9 @@ static void test_faults(void) {
     check(n >= N_HEADER_FAULTS, "gp_fault_count: %d < %d", n, N_HEADER_FAULTS);
     for (f = 0; f < N_HEADER_FAULTS; f++) {
         int found = 0;
+        if (!fault_applies(f)) {
+            continue;
+        }
         for (i = 0; i < n; i++) {
             const char *nm = gp.fault_name(i);
             found |= nm != NULL && strcmp(nm, header_faults[f]) == 0;
@@ -1155,9 +1651,14 @@ static void test_faults(void) {
     /* each fault changes the decode shape (row count 1) and nothing else */
     for (f = 0; f < N_HEADER_FAULTS; f++) {
         size_t b1 = 0, b1f = 0, b2 = 0, b2f = 0;
-        unsigned char *clean1 = fault_scenario(f, 1, &b1);
-        unsigned char *clean2 = fault_scenario(f, 2, &b2);
-        unsigned char *faulty1, *faulty2;
+        unsigned char *clean1, *clean2, *faulty1, *faulty2;
+        if (!fault_applies(f)) {
+            printf("abi_selftest: skipped fault %s: its stage's capability is absent\n",
+                   header_faults[f]);
+            continue;
+        }
+        clean1 = fault_scenario(f, 1, &b1);
+        clean2 = fault_scenario(f, 2, &b2);
         check_ok(gp.set_fault(header_faults[f]), header_faults[f]);
         faulty1 = fault_scenario(f, 1, &b1f);
         faulty2 = fault_scenario(f, 2, &b2f);
@@ -1167,6 +1668,13 @@ static void test_faults(void) {
                   "fault %s: no effect at row count 1", header_faults[f]);
             check(b2 == b2f && memcmp(clean2, faulty2, b2) == 0,
                   "fault %s: changed the output at row count 2", header_faults[f]);
+            if (strcmp(header_faults[f], "attn_lse_off_by_one") == 0) {
+                /* out (the first rows*width floats) stays right, lse changes */
+                size_t no = b1 - (size_t)4 * 4;
+                check(memcmp(clean1, faulty1, no) == 0 &&
+                          memcmp(clean1 + no, faulty1 + no, 16) != 0,
+                      "fault attn_lse_off_by_one: want out unchanged and lse changed");
+            }
         } else {
             check(0, "fault %s: scenario failed", header_faults[f]);
         }
@@ -1197,21 +1705,63 @@ int main(int argc, char **argv) {
     }
     printf("abi_selftest: %s (%s), ABI %d\n", argv[1], gp.backend_name(), version);
     check(gp.backend_name() != NULL && gp.backend_name()[0] != '\0', "gp_backend_name empty");
-    check(gp.last_launch(&route, NULL, NULL, NULL, NULL, NULL, 0) == GP_ERR_INVALID_ARG,
-          "gp_last_launch before any call should be GP_ERR_INVALID_ARG");
+    if (cap.attestation) {
+        check(gp.last_launch(&route, NULL, NULL, NULL, NULL, NULL, 0) == GP_ERR_INVALID_ARG,
+              "gp_last_launch before any call should be GP_ERR_INVALID_ARG");
+    }
     check(gp.last_error() != NULL, "gp_last_error is NULL");
-    check_ok(gp.set_fault("none"), "gp_set_fault(none)");
+    if (cap.faults) {
+        check_ok(gp.set_fault("none"), "gp_set_fault(none)");
+    }
+    cap.route_mask = cap.routes ? gp.forced_routes() : 0;
+    cap.stages = "";
+    if (cap.invariance) {
+        cap.stages = gp.batch_invariant_stages();
+        check(cap.stages != NULL, "gp_batch_invariant_stages returned NULL");
+        if (cap.stages == NULL) {
+            cap.stages = "";
+        }
+    }
 
-    test_memcpy_d2d();
+    test_declarations();
+    if (cap.d2d) {
+        test_memcpy_d2d();
+    } else {
+        skip_note("gp_memcpy_d2d", "d2d");
+    }
     test_linear();
     test_rmsnorm();
     test_rope();
     test_kv_append();
-    test_attn_scores();
-    test_softmax();
-    test_attn_pv();
+    if (cap.unfused) {
+        test_attn_scores();
+        test_softmax();
+        test_attn_pv();
+    } else {
+        skip_note("gp_attn_scores, gp_softmax, gp_attn_pv", "unfused");
+    }
+    if (cap.fused) {
+        test_attention();
+    } else {
+        skip_note("gp_attention", "fused");
+    }
     test_bad_args();
-    test_faults();
+    if (cap.faults) {
+        test_faults();
+    } else {
+        skip_note("fault injection", "faults");
+    }
+    if (!cap.attestation) {
+        skip_note("attestation checks", "attestation");
+    }
+    if (!cap.routes) {
+        skip_note("forced routes (gp_linear ran with AUTO only)", "routes");
+    }
+    if (n_undeclared_variant > 0) {
+        printf("abi_selftest: %ld rows of undeclared stages differ between row count 1 and more "
+               "(allowed: not declared batch invariant)\n",
+               n_undeclared_variant);
+    }
 
     printf("abi_selftest: %ld checks, %ld failures\n", n_checks, n_failures);
     return n_failures == 0 ? 0 : 1;
