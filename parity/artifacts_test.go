@@ -67,42 +67,6 @@ func writeArtifacts(t testing.TB, res *harness.Result, extra []string) string {
 	return "\nartifacts:\n  " + strings.Join(files, "\n  ")
 }
 
-// headSlices splits a stage's compared row into per-head slices (head -1:
-// the whole row) with their shapes.
-func headSlices(c harness.Case, st stage.Stage, vals []float64, r int) (heads []int, slices [][]float64, shapes [][]int) {
-	m := c.Model
-	switch {
-	case !st.PerHead():
-		return []int{-1}, [][]float64{vals}, [][]int{{len(vals)}}
-	case st == stage.QK || st == stage.Softmax:
-		for h := 0; h < m.NHeads; h++ {
-			heads = append(heads, h)
-			slices = append(slices, vals[h*(r+1):(h+1)*(r+1)])
-			shapes = append(shapes, []int{r + 1})
-		}
-		return
-	case st == stage.KVCache:
-		kvd := m.KVDim()
-		for h := 0; h < m.NKVHeads; h++ {
-			heads = append(heads, h)
-			s := append(append([]float64{}, vals[h*m.HeadDim:(h+1)*m.HeadDim]...), vals[kvd+h*m.HeadDim:kvd+(h+1)*m.HeadDim]...)
-			slices = append(slices, s)
-			shapes = append(shapes, []int{2, m.HeadDim})
-		}
-		return
-	}
-	n := m.NHeads
-	if st.KVHeads() {
-		n = m.NKVHeads
-	}
-	for h := 0; h < n; h++ {
-		heads = append(heads, h)
-		slices = append(slices, vals[h*m.HeadDim:(h+1)*m.HeadDim])
-		shapes = append(shapes, []int{m.HeadDim})
-	}
-	return
-}
-
 // writeTrace appends the trace of the first divergent step (step 0 if
 // none): prefill_last and decode records in both modes, and the reference.
 func writeTrace(path string, res *harness.Result) error {
@@ -121,13 +85,9 @@ func writeTrace(path string, res *harness.Result) error {
 	if step > 0 {
 		prompt += fmt.Sprintf("#decode%d", step)
 	}
-	dt := c.Dtype.String()
 	rec := func(phase, mode string, st stage.Stage, vals []float64) error {
-		d := dt
-		if st == stage.QK || st == stage.Softmax {
-			d = "f32"
-		}
-		heads, slices, shapes := headSlices(c, st, vals, r)
+		d := harness.RowDtype(c, st).String()
+		heads, slices, shapes := harness.HeadSlices(c, st, vals, r)
 		for i := range heads {
 			if err := w.Write(trace.Record{PromptID: prompt, Phase: phase, Layer: 0, Head: heads[i], Stage: st,
 				PosID: c.PosOffset + r, SeqLenUsed: r + 1, DType: d, Shape: shapes[i], Values: slices[i],
@@ -140,7 +100,7 @@ func writeTrace(path string, res *harness.Result) error {
 	for _, mode := range []harness.Path{harness.Chained, harness.Isolated} {
 		for _, st := range stage.All() {
 			pre, dec := res.Rows(step, mode)
-			if pre == nil || dec == nil {
+			if pre == nil || dec == nil || !res.Ran[st] {
 				continue
 			}
 			if err := rec(trace.PhasePrefillLast, string(mode), st, pre.Out[st]); err != nil {
@@ -165,8 +125,8 @@ func writeHeatmap(path string, res *harness.Result, f *harness.StageResult) erro
 		return fmt.Errorf("no rows for step %d", f.Step)
 	}
 	r := res.Case.S - 1 + f.Step
-	_, dSl, _ := headSlices(res.Case, f.Stage, dec.Out[f.Stage], r)
-	_, pSl, _ := headSlices(res.Case, f.Stage, pre.Out[f.Stage], r)
+	_, dSl, _ := harness.HeadSlices(res.Case, f.Stage, dec.Out[f.Stage], r)
+	_, pSl, _ := harness.HeadSlices(res.Case, f.Stage, pre.Out[f.Stage], r)
 	rows, cols := len(pSl), len(pSl[0])
 	if rows == 1 && res.Case.Model.NHeads > 1 && cols%res.Case.Model.NHeads == 0 {
 		rows, cols = res.Case.Model.NHeads, cols/res.Case.Model.NHeads

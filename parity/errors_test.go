@@ -12,9 +12,9 @@ import (
 	"github.com/gretacore/parity/internal/gpapi"
 )
 
-// buildStub compiles testdata/name.c into a shared library with gcc, or
-// skips when there is no C compiler.
-func buildStub(t *testing.T, name string) string {
+// buildStub compiles testdata/name.c (with the -D defines) into a shared
+// library with gcc, or skips when there is no C compiler.
+func buildStub(t *testing.T, name string, defines ...string) string {
 	t.Helper()
 	cc, err := exec.LookPath("gcc")
 	if err != nil {
@@ -22,7 +22,8 @@ func buildStub(t *testing.T, name string) string {
 	}
 	out := filepath.Join(t.TempDir(), name+".so")
 	inc := "-I" + filepath.Join(moduleRoot(), "kernels", "include")
-	if b, err := exec.Command(cc, "-shared", "-fPIC", inc, "-o", out, filepath.Join("testdata", name+".c")).CombinedOutput(); err != nil {
+	args := append([]string{"-shared", "-fPIC", inc, "-o", out, filepath.Join("testdata", name+".c")}, defines...)
+	if b, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, b)
 	}
 	return out
@@ -42,6 +43,9 @@ func TestLoadErrors(t *testing.T) {
 		{"not-a-shared-library", notELF, "cannot load shared library", ""},
 		{"abi-mismatch", buildStub(t, "abi_mismatch"), "ABI mismatch", "gp_abi_version() = 999"},
 		{"missing-symbol", buildStub(t, "missing_symbol"), "missing symbol gp_backend_name", "undefined symbol"},
+		{"no-attention", buildStub(t, "core_stub"), "no attention", "neither unfused attention (gp_attn_scores, gp_softmax, gp_attn_pv) nor fused attention (gp_attention)"},
+		{"partial-capability", buildStub(t, "core_stub", "-DPARTIAL_FAULTS"), "partial capability faults",
+			"exports gp_set_fault, gp_active_fault but not gp_fault_count, gp_fault_name"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

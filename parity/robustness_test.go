@@ -121,3 +121,43 @@ func TestNonFiniteInputsNeverPass(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchInvarianceDeclaration proves that bitwise equality is required
+// exactly where the library declares batch invariance: a decode softmax
+// that sums in reverse key order (legal under the header) fails a
+// forced-route case when softmax is declared batch invariant, with a
+// verdict naming the stage and the declaration, and passes when it is not
+// declared (the tolerance checks still apply to it).
+func TestBatchInvarianceDeclaration(t *testing.T) {
+	c := harness.Case{Model: modelByName(t, "tiny"), S: 33, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteMFMA, Seed: 4}
+	run := func(lib *gpapi.Lib) *harness.Result {
+		in := harness.NewInputs(c)
+		tr, err := harness.Execute(lib, c, in, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return harness.Evaluate(c, in, tr)
+	}
+	declared := run(buildCPUVariant(t, "reverse_softmax.c", []string{"gp_softmax", "gp_batch_invariant_stages"}, "-DDECLARE_ALL"))
+	var sm *harness.StageResult
+	for i := range declared.Stages {
+		if s := &declared.Stages[i]; s.Stage == stage.Softmax && s.Mode == harness.Isolated {
+			sm = s
+		}
+	}
+	switch {
+	case sm == nil:
+		t.Fatalf("no isolated softmax result:\n%s", declared.Summary())
+	case sm.Bitwise:
+		t.Fatalf("the reverse-order softmax gave the same bits as prefill; the test needs a case where it differs:\n%s", declared.Table())
+	case !slices.Contains(sm.Fails, harness.CheckBitwise) || sm.Fails[0] != harness.CheckBitwise || len(sm.Fails) != 1:
+		t.Errorf("softmax declared batch invariant but not bitwise: fails %v, want only [bitwise]\n%s", sm.Fails, declared.Table())
+	case !strings.Contains(declared.Summary(), "softmax: declared batch invariant (gp_batch_invariant_stages) but decode differs from prefill bit for bit"):
+		t.Errorf("the summary does not name the broken declaration:\n%s", declared.Summary())
+	}
+	undeclared := run(buildCPUVariant(t, "reverse_softmax.c", []string{"gp_softmax", "gp_batch_invariant_stages"}))
+	if !undeclared.Pass() || !slices.Contains(undeclared.NotInvariant, stage.Softmax) {
+		t.Errorf("softmax not declared batch invariant: pass=%v not-invariant=%v, want a pass that says softmax was not held to bitwise\n%s\n%s",
+			undeclared.Pass(), undeclared.NotInvariant, undeclared.Summary(), undeclared.Table())
+	}
+}

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"math"
+	"slices"
 
 	"github.com/gretacore/parity/internal/stage"
 	"github.com/gretacore/parity/internal/tolerance"
@@ -65,6 +66,8 @@ func (s *StageResult) Within() string {
 
 // OK reports whether every check passed.
 func (s *StageResult) OK() bool { return len(s.Fails) == 0 }
+
+func (s *StageResult) failed(c Check) bool { return slices.Contains(s.Fails, c) }
 
 func (s *StageResult) fail(c Check) {
 	for _, f := range s.Fails {

@@ -11,7 +11,6 @@ import (
 // loc is a local bound with the same tolerance under both contracts.
 func loc(ref, tol []float64) local { return local{ref: ref, strict: tol, engine: tol} }
 
-
 // TestCompareStageChecksCanFail feeds compareStage synthetic rows: every
 // check passes on equal data and fails on the perturbation it exists for.
 func TestCompareStageChecksCanFail(t *testing.T) {

@@ -25,19 +25,22 @@ type Inputs struct {
 	X []float64
 }
 
+// weightKey is what a case's weights depend on besides the distribution.
+// The whole shape, not its name: generated shapes that share a name may
+// differ in QKV bias.
 type weightKey struct {
-	model string
+	model model.Shape
 	dt    dtype.Dtype
-	dist  Dist
 	seed  uint64
 }
 
-// weightCache keeps the last weights drawn: table cases iterate S and
-// routes for one (model, dtype), and real-model weights are large.
+// weightCache keeps the weights of the last (model, dtype, seed) drawn, one
+// set per distribution: table cases iterate S, routes and distributions,
+// in parallel, for one (model, dtype), and real-model weights are large.
 var weightCache struct {
 	sync.Mutex
 	key weightKey
-	w   *Weights
+	w   map[Dist]*Weights
 }
 
 // gen draws values of a distribution, rounded to the storage dtype.
@@ -82,12 +85,15 @@ func (g gen) fill(n int, scale float64) []float64 {
 // weights from (model, dtype, dist, seed), activations from (seed, P).
 func NewInputs(c Case) *Inputs {
 	m := c.Model
-	key := weightKey{m.Name, c.Dtype, c.Dist, c.Seed}
+	key := weightKey{m, c.Dtype, c.Seed}
 	weightCache.Lock()
-	w := weightCache.w
-	if weightCache.key != key || w == nil {
+	if weightCache.key != key || weightCache.w == nil {
+		weightCache.key, weightCache.w = key, map[Dist]*Weights{}
+	}
+	w := weightCache.w[c.Dist]
+	if w == nil {
 		w = newWeights(m, c.Dtype, c.Dist, c.Seed)
-		weightCache.key, weightCache.w = key, w
+		weightCache.w[c.Dist] = w
 	}
 	weightCache.Unlock()
 

@@ -108,6 +108,11 @@ func (r *Result) Summary() string {
 	if n := r.NeedEngine(); len(n) > 0 {
 		fmt.Fprintf(&b, "within engine, beyond strict: %s (a rounding-level difference: extra roundings of intermediates; -parity.contract=engine accepts it)\n", strings.Join(n, " "))
 	}
+	for i := range r.Stages {
+		if s := &r.Stages[i]; s.failed(CheckBitwise) && s.Mode == Isolated {
+			fmt.Fprintf(&b, "%s: declared batch invariant (gp_batch_invariant_stages) but decode differs from prefill bit for bit (decode%d, isolated)\n", s.Stage, s.Step)
+		}
+	}
 	if len(r.NotInvariant) > 0 {
 		names := make([]string, len(r.NotInvariant))
 		for i, s := range r.NotInvariant {

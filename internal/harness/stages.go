@@ -386,3 +386,54 @@ func cutRow(d *stageDef, dt dtype.Dtype, dm dims, raw [][]byte, rows, nkv, i, r 
 	}
 	return nil, nil, 0
 }
+
+// HeadSlices splits a stage's compared row (query row r) into per-head
+// slices with their shapes, as traces and heatmaps show them: head -1 is
+// the whole row of a whole-row stage; scores [r+1] per query head; the
+// cache [2, head_dim] (K then V) per KV head; attn [head_dim + 1] (the
+// head's output, then its LSE) per query head.
+func HeadSlices(c Case, st stage.Stage, vals []float64, r int) (heads []int, slices [][]float64, shapes [][]int) {
+	m, d := c.Model, defOf(st)
+	add := func(h int, s []float64, shape ...int) {
+		heads, slices, shapes = append(heads, h), append(slices, s), append(shapes, shape)
+	}
+	switch {
+	case !st.PerHead():
+		add(-1, vals, len(vals))
+	case d.kind == outScores:
+		for h := 0; h < m.NHeads; h++ {
+			add(h, vals[h*(r+1):(h+1)*(r+1)], r+1)
+		}
+	case d.kind == outCache:
+		kvd := m.KVDim()
+		for h := 0; h < m.NKVHeads; h++ {
+			s := append(append([]float64{}, vals[h*m.HeadDim:(h+1)*m.HeadDim]...), vals[kvd+h*m.HeadDim:kvd+(h+1)*m.HeadDim]...)
+			add(h, s, 2, m.HeadDim)
+		}
+	case d.kind == outAttn:
+		qd := m.QDim()
+		for h := 0; h < m.NHeads; h++ {
+			s := append(append([]float64{}, vals[h*m.HeadDim:(h+1)*m.HeadDim]...), vals[qd+h])
+			add(h, s, m.HeadDim+1)
+		}
+	default:
+		n := m.NHeads
+		if st.KVHeads() {
+			n = m.NKVHeads
+		}
+		for h := 0; h < n; h++ {
+			add(h, vals[h*m.HeadDim:(h+1)*m.HeadDim], m.HeadDim)
+		}
+	}
+	return heads, slices, shapes
+}
+
+// RowDtype is the dtype a stage's row values are exactly representable in:
+// the storage dtype, or f32 for scores and for attn (whose LSE is f32).
+func RowDtype(c Case, st stage.Stage) dtype.Dtype {
+	switch defOf(st).kind {
+	case outScores, outAttn:
+		return dtype.F32
+	}
+	return c.Dtype
+}
