@@ -15,8 +15,14 @@
  * function. A split's keys and arithmetic depend on the key index alone,
  * never on n_q: a row's result is the same whatever n_q (batch invariant).
  *
- * The (i, h) rows are independent and spread over OpenMP threads, each with
- * its own split scratch; the result does not depend on the thread count.
+ * K is converted to f32 once per call, transposed per KV head to
+ * [n_kv_heads][head_dim][keys, padded with zeros to whole splits], so that
+ * a split's 64 dot chains (each over c in increasing order) advance side by
+ * side in vector lanes; the V chains run side by side over c. Lanes hold
+ * different keys or channels, never parts of one chain: the arithmetic is
+ * that of the plain loops. The (i, h) rows are independent and spread over
+ * OpenMP threads, each with its own split scratch; the result does not
+ * depend on the thread count.
  *
  * Faults (n_q == 1): attn_no_rescale (w_s = 1), attn_lse_off_by_one (the
  * last split left out of lse when there are >= 2), attn_causal_prev (causal
@@ -37,33 +43,45 @@ static float attn_exp(float d) { return (float)exp((double)d); }
 
 static float attn_log(float l) { return (float)log((double)l); }
 
-/* Partials of one split: m_s, l_s, acc_s[head_dim] at part[0], [1], [2..]. */
-static void attn_split(const float *qr, const float *kf, const float *vf, size_t kv_width,
-                       int head_dim, int j0, int j1, float scale, float *part) {
+/* Partials of one split: m_s, l_s, acc_s[head_dim] at part[0], [1], [2..].
+ * kt: the split's KV head in the transposed K, key j0 of channel c at
+ * kt[c * kt_ld + j0]; the loops have fixed trip counts (GP_ATTN_SPLIT_KEYS,
+ * 8: head_dim % 8 == 0) so that the compiler vectorizes them at -O2. */
+static void attn_split(const float *restrict qr, const float *restrict kt, size_t kt_ld,
+                       const float *vf, size_t kv_width, int head_dim, int j0, int j1, float scale,
+                       float *restrict part) {
     float sc[GP_ATTN_SPLIT_KEYS];
-    float *acc = part + 2;
+    float *restrict acc = part + 2;
     float m = -INFINITY, l = 0.0f;
-    int j, c;
-    for (j = j0; j < j1; j++) {
-        const float *kr = kf + (size_t)j * kv_width;
-        float dot = 0.0f;
-        for (c = 0; c < head_dim; c++) {
-            dot = fmaf(qr[c], kr[c], dot);
+    const int jn = j1 - j0;
+    int j, c, e;
+    for (j = 0; j < GP_ATTN_SPLIT_KEYS; j++) {
+        sc[j] = 0.0f;
+    }
+    for (c = 0; c < head_dim; c++) {
+        const float qc = qr[c];
+        const float *restrict kc = kt + (size_t)c * kt_ld + (size_t)j0;
+        for (j = 0; j < GP_ATTN_SPLIT_KEYS; j++) {
+            sc[j] = fmaf(qc, kc[j], sc[j]);
         }
-        sc[j - j0] = dot * scale;
-        if (sc[j - j0] > m) {
-            m = sc[j - j0];
+    }
+    for (j = 0; j < jn; j++) {
+        sc[j] = sc[j] * scale;
+        if (sc[j] > m) {
+            m = sc[j];
         }
     }
     for (c = 0; c < head_dim; c++) {
         acc[c] = 0.0f;
     }
-    for (j = j0; j < j1; j++) {
-        const float *vr = vf + (size_t)j * kv_width;
-        float p = attn_exp(sc[j - j0] - m);
+    for (j = 0; j < jn; j++) {
+        const float *restrict vr = vf + (size_t)(j0 + j) * kv_width;
+        float p = attn_exp(sc[j] - m);
         l += p;
-        for (c = 0; c < head_dim; c++) {
-            acc[c] = fmaf(p, vr[c], acc[c]);
+        for (c = 0; c < head_dim; c += 8) {
+            for (e = 0; e < 8; e++) {
+                acc[c + e] = fmaf(p, vr[c + e], acc[c + e]);
+            }
         }
     }
     part[0] = m;
@@ -72,9 +90,9 @@ static void attn_split(const float *qr, const float *kf, const float *vf, size_t
 
 /* One (query, head) row: splits into part (n_splits * (head_dim + 2)
  * floats), then the combine into o (head_dim floats, out / l) and *lse. */
-static void attn_row(const float *qr, const float *kf, const float *vf, size_t kv_width,
-                     int head_dim, int n_vis, float scale, int flags, float *part, float *o,
-                     float *lse) {
+static void attn_row(const float *qr, const float *kt, size_t kt_ld, const float *vf,
+                     size_t kv_width, int head_dim, int n_vis, float scale, int flags, float *part,
+                     float *o, float *lse) {
     const size_t stride = (size_t)head_dim + 2;
     const int n_splits = gp_attn_splits(n_vis);
     float m = -INFINITY, l = 0.0f, l_lse = 0.0f;
@@ -89,7 +107,7 @@ static void attn_row(const float *qr, const float *kf, const float *vf, size_t k
     for (s = 0; s < n_splits; s++) {
         int j0 = s * GP_ATTN_SPLIT_KEYS;
         int j1 = j0 + GP_ATTN_SPLIT_KEYS < n_vis ? j0 + GP_ATTN_SPLIT_KEYS : n_vis;
-        attn_split(qr, kf, vf, kv_width, head_dim, j0, j1, scale, part + (size_t)s * stride);
+        attn_split(qr, kt, kt_ld, vf, kv_width, head_dim, j0, j1, scale, part + (size_t)s * stride);
         if (part[(size_t)s * stride] > m) {
             m = part[(size_t)s * stride];
         }
@@ -114,13 +132,40 @@ static void attn_row(const float *qr, const float *kf, const float *vf, size_t k
     *lse = m + attn_log(l_lse);
 }
 
+/* K as f32, transposed per KV head: kt[(g * head_dim + c) * kt_ld + j] =
+ * k_cache[j, g * head_dim + c] for j < n_kv, 0 for n_kv <= j < kt_ld (the
+ * last split's padding). NULL after recording GP_ERR_OUT_OF_MEMORY. */
+static float *attn_k_transposed(const char *fn, int dtype, const void *k_cache, int n_kv,
+                                size_t kv_width, size_t kt_ld) {
+    const size_t n = kv_width * kt_ld;
+    float *kt;
+    long long r;
+    if (n > SIZE_MAX / sizeof(float) || (kt = (float *)malloc(n * sizeof(float))) == NULL) {
+        gp_fail(GP_ERR_OUT_OF_MEMORY, "%s: transposed K of %zu elements: out of memory", fn, n);
+        return NULL;
+    }
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (r = 0; r < (long long)kv_width; r++) {
+        float *dst = kt + (size_t)r * kt_ld;
+        size_t j;
+        for (j = 0; j < (size_t)n_kv; j++) {
+            dst[j] = gp_load(dtype, k_cache, j * kv_width + (size_t)r);
+        }
+        for (; j < kt_ld; j++) {
+            dst[j] = 0.0f;
+        }
+    }
+    return kt;
+}
+
 int gp_attention(int dtype, const void *q, const void *k_cache, const void *v_cache, void *out,
                  float *lse, int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim,
                  int q_pos0, float scale, int causal) {
     static const char fn[] = "gp_attention";
     const size_t q_width = (size_t)n_heads * (size_t)head_dim;
     const size_t kv_width = (size_t)n_kv_heads * (size_t)head_dim;
-    float *qf, *kf, *vf;
+    const size_t kt_ld = (size_t)gp_attn_splits(n_kv) * GP_ATTN_SPLIT_KEYS;
+    float *qf, *kt, *vf;
     long long row, n_rows;
     int flags = 0, failed = 0, longest;
     int rc = gp_check_attention(dtype, q, k_cache, v_cache, out, n_q, n_kv, n_heads, n_kv_heads,
@@ -141,12 +186,11 @@ int gp_attention(int dtype, const void *q, const void *k_cache, const void *v_ca
         flags |= ATTN_GQA_MODULO;
     }
     qf = gp_cpu_to_f32(fn, dtype, q, (size_t)n_q * q_width);
-    kf = gp_cpu_to_f32(fn, dtype, k_cache, (size_t)n_kv * kv_width);
-    vf = gp_cpu_to_f32(fn, dtype, v_cache, (size_t)n_kv * kv_width);
-    if (qf == NULL || kf == NULL || vf == NULL) {
+    kt = qf == NULL ? NULL : attn_k_transposed(fn, dtype, k_cache, n_kv, kv_width, kt_ld);
+    vf = kt == NULL ? NULL : gp_cpu_to_f32(fn, dtype, v_cache, (size_t)n_kv * kv_width);
+    if (vf == NULL) {
         free(qf);
-        free(kf);
-        free(vf);
+        free(kt);
         return GP_ERR_OUT_OF_MEMORY;
     }
     n_rows = (long long)n_q * n_heads;
@@ -173,8 +217,9 @@ int gp_attention(int dtype, const void *q, const void *k_cache, const void *v_ca
             }
             o = part + (n_part - (size_t)head_dim);
             attn_row(qf + (size_t)i * q_width + (size_t)h * (size_t)head_dim,
-                     kf + (size_t)g * (size_t)head_dim, vf + (size_t)g * (size_t)head_dim, kv_width,
-                     head_dim, n_vis, scale, flags, part, o, &row_lse);
+                     kt + (size_t)g * (size_t)head_dim * kt_ld, kt_ld,
+                     vf + (size_t)g * (size_t)head_dim, kv_width, head_dim, n_vis, scale, flags,
+                     part, o, &row_lse);
             for (c = 0; c < head_dim; c++) {
                 gp_store(dtype, out, (size_t)i * q_width + (size_t)h * (size_t)head_dim + c, o[c],
                          0);
@@ -186,7 +231,7 @@ int gp_attention(int dtype, const void *q, const void *k_cache, const void *v_ca
         free(part);
     }
     free(qf);
-    free(kf);
+    free(kt);
     free(vf);
     if (failed) {
         return gp_fail(GP_ERR_OUT_OF_MEMORY, "%s: split scratch of %d splits: out of memory", fn,

@@ -228,6 +228,14 @@ int gp_hip_gemm(int dtype, const void *x, const void *w, const void *bias, void 
 int gp_hip_gemv(int dtype, const void *x, const void *w, const void *bias, void *y, int M, int N,
                 int K, int flags);
 
+/* 1 where the build links a vendor BLAS for GP_ROUTE_BLAS (blas.hip): CUDA
+ * builds with GP_BLAS_CUBLAS (hip.mk); ROCm builds have none yet. */
+#if defined(GP_BLAS_CUBLAS) && defined(GP_NVIDIA)
+#define GP_HIP_HAS_BLAS 1
+#else
+#define GP_HIP_HAS_BLAS 0
+#endif /* GP_BLAS_CUBLAS && GP_NVIDIA */
+
 /* BLAS route: the vendor library's GEMM (blas.hip), or GP_ERR_UNSUPPORTED
  * where the build links none. Only GP_LIN_SKIP_BIAS applies; an active
  * GP_LIN_ROUND_TRUNC is GP_ERR_UNSUPPORTED. */

@@ -1,6 +1,7 @@
 /*
  * runtime.hip: identity, device and memory entry points over the HIP (or,
- * through hip_to_cuda.h, CUDA) runtime, and the error helpers of gp_hip.h.
+ * through hip_to_cuda.h, CUDA) runtime, the "routes" and "invariance"
+ * capabilities, and the error helpers of gp_hip.h.
  * Every runtime error becomes GP_ERR_DEVICE (GP_ERR_OUT_OF_MEMORY for a
  * failed allocation) with the runtime's own message in gp_last_error().
  */
@@ -9,6 +10,18 @@
 #include "gp_hip.h"
 
 extern "C" const char *gp_backend_name(void) { return GP_VENDOR " " GP_TARGET_NAME; }
+
+/* "routes": MFMA and VALU everywhere, BLAS where the build links one. */
+extern "C" int gp_forced_routes(void) {
+    return (1 << GP_ROUTE_MFMA) | (1 << GP_ROUTE_VALU) | (GP_HIP_HAS_BLAS ? 1 << GP_ROUTE_BLAS : 0);
+}
+
+/* "invariance": every stage. Each kernel computes an output element (a row
+ * for rmsnorm, softmax and attn) in an order fixed by the indices and the
+ * data alone, never by the row count (see each source's header comment);
+ * the projections on a forced route (MFMA: fixed K slices, VALU: fixed
+ * split-K policy by N and K), not on BLAS. */
+extern "C" const char *gp_batch_invariant_stages(void) { return GP_BATCH_INVARIANT_STAGES; }
 
 int gp_hip_fail(const char *fn, const char *what, hipError_t err) {
     const int status = err == hipErrorOutOfMemory ? GP_ERR_OUT_OF_MEMORY : GP_ERR_DEVICE;

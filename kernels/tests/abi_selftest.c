@@ -18,6 +18,19 @@
  *   scores   |s - ref| <= (head_dim+2)*eps32*|scale|*sum|q*k|, masked exactly -inf
  *   softmax  |p - ref| <= (n_kv+8)*eps32*ref + 2^-40, masked exactly 0
  *   pv       |o - ref| <= 2 * u_out*|ref| + (n_kv+2)*eps32*sum|p*v| + tiny
+ *   attn     |o - ref| <= 2 * u_out*|ref| + 2*rel*sum|p*v| + tiny and
+ *            |lse - ref| <= 2*rel + 4*eps32*|ref|, with rel = 2*(the scores'
+ *            bound above) + (2*max|s - max| + n_vis + 16)*eps32
+ *
+ * ABI 3: the core symbols are required; each optional capability (faults,
+ * attestation, d2d, routes, unfused, fused, invariance) is looked up with
+ * dlsym, must be exported whole or not at all, and its tests are skipped
+ * with a printed note when it is absent (at least one of unfused and fused
+ * is required). gp_linear runs on AUTO and on the routes gp_forced_routes()
+ * lists (BLAS outside it must be GP_ERR_UNSUPPORTED). Bit equality of a row
+ * at row count 1 and in a larger call is required for the stages
+ * gp_batch_invariant_stages() declares (projections, rope, attn); for
+ * undeclared ones a difference is only counted.
  * Besides values it checks: batch invariance per forced route (row m of an
  * M-row call equals the M=1 call on that row, bit for bit), attestation,
  * bad arguments (status and a message naming the argument, then a valid call

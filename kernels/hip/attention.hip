@@ -1,0 +1,317 @@
+/*
+ * attention.hip: gp_attention (attn), the fused attention stage, as split-KV
+ * flash decoding with the header's fixed key split (GP_ATTN_SPLIT_KEYS = 64).
+ *
+ * Query i sees the keys 0 .. n_vis-1 (n_vis = q_pos0 + i + 1 when causal,
+ * else n_kv), cut into splits s of keys [64s, 64s + 64) clipped to n_vis.
+ *
+ * Kernel 1 (attention_split_kernel), one block of ATT_THREADS = 64 threads
+ * per (split s, head h, query i), writes the split's partials to an f32
+ * workspace: the block stages q[i, h] and the split's K rows (slabs of
+ * ATT_CS columns, coalesced) in shared memory as f32; thread t takes key
+ * 64s + t: s_t = (fmaf chain over c = 0 .. head_dim-1) * scale; then
+ *   m_s = max_t s_t, p_t = exp(s_t - m_s), l_s = sum_t p_t in key order,
+ *   acc_s[c] = fmaf chain over t of p_t * v[64s + t, c] in key order
+ * (thread c of the block, so a V row is read coalesced).
+ * Kernel 2 (attention_combine_kernel), one block per (query i, head h),
+ * combines the splits in increasing order: m = max_s m_s, w_s =
+ * exp(m_s - m), l = fmaf(l_s, w_s, l), o[c] = fmaf(acc_s[c], w_s, o[c]),
+ * out = o / l rounded once to the dtype, lse[h, i] = m + log(l).
+ * exp and log are taken in double and rounded once to f32 (as softmax.hip
+ * does): the same on every vendor, and the same function as the CPU
+ * backend's (kernels/cpu/cpu_fused.c), which it matches operation for
+ * operation. A split's keys and arithmetic depend on the key index alone,
+ * never on n_q or on how the queries are chunked, so decode (n_q = 1)
+ * equals the prefill row at the same position bit for bit.
+ *
+ * The workspace (m_s, l_s, acc_s[head_dim] per split, row and head) is one
+ * device buffer grown on demand and kept for later calls; the queries run in
+ * chunks so that it stays within ATT_WS_CAP bytes (at least one query).
+ *
+ * Faults (n_q == 1): attn_no_rescale (w_s = 1), attn_lse_off_by_one (the
+ * last split left out of lse when there are >= 2), attn_causal_prev (causal
+ * limit q_pos0 + i - 1), attn_gqa_modulo (kv head h % n_kv_heads).
+ */
+#include "gp_hip.h"
+
+#define ATT_KEYS GP_ATTN_SPLIT_KEYS /* keys per split */
+#define ATT_THREADS 64              /* threads per block: one per key of a split */
+#define ATT_CS 32                   /* K columns staged in shared memory at a time */
+#define ATT_LDK (ATT_CS + 1)        /* shared row stride of the K slab (f32) */
+#define ATT_WS_CAP ((size_t)256 << 20)
+
+enum { ATT_NO_RESCALE = 1, ATT_LSE_OFF_BY_ONE = 2, ATT_CAUSAL_PREV = 4, ATT_GQA_MODULO = 8 };
+
+__device__ __forceinline__ float att_exp(float d) { return (float)exp((double)d); }
+
+__device__ __forceinline__ float att_log(float l) { return (float)log((double)l); }
+
+/* Visible keys of query i (index in the call): gp_attn_visible of gp_common. */
+__device__ __forceinline__ int att_visible(int i, int n_kv, int q_pos0, int causal, int flags) {
+    if (!causal) {
+        return n_kv;
+    }
+    return (flags & ATT_CAUSAL_PREV) ? q_pos0 + i : q_pos0 + i + 1;
+}
+
+__device__ __forceinline__ int att_kv_head(int h, int n_heads, int n_kv_heads, int flags) {
+    return (flags & ATT_GQA_MODULO) ? h % n_kv_heads : h / (n_heads / n_kv_heads);
+}
+
+/* Queries i0 .. i0 + n_rows - 1; the workspace holds n_splits splits of
+ * (head_dim + 2) floats per (row - i0, head). */
+template <int DT>
+__global__ __launch_bounds__(ATT_THREADS) void attention_split_kernel(
+    const typename gp_elem<DT>::type *__restrict__ q,
+    const typename gp_elem<DT>::type *__restrict__ k_cache,
+    const typename gp_elem<DT>::type *__restrict__ v_cache, float *__restrict__ ws, int i0,
+    int n_rows, int n_splits, int n_kv, int n_heads, int n_kv_heads, int head_dim, int q_pos0,
+    float scale, int causal, int flags) {
+    typedef typename gp_elem<DT>::type S;
+    __shared__ float qs[GP_MAX_HEAD_DIM];
+    __shared__ float ks[ATT_KEYS * ATT_LDK];
+    __shared__ float ps[ATT_KEYS];
+    const size_t q_width = (size_t)n_heads * head_dim;
+    const size_t kv_width = (size_t)n_kv_heads * head_dim;
+    const size_t stride = (size_t)head_dim + 2;
+    const long long units = (long long)n_rows * n_heads * n_splits;
+    const int tid = threadIdx.x;
+    for (long long u = blockIdx.x; u < units; u += gridDim.x) {
+        const int s = (int)(u % n_splits);
+        const long long rest = u / n_splits;
+        const int h = (int)(rest % n_heads);
+        const int il = (int)(rest / n_heads);
+        const int i = i0 + il;
+        const int n_vis = att_visible(i, n_kv, q_pos0, causal, flags);
+        const int j0 = s * ATT_KEYS;
+        if (j0 >= n_vis) {
+            continue; /* no visible key: the split is skipped (block-uniform) */
+        }
+        const int jn = min(ATT_KEYS, n_vis - j0);
+        const int g = att_kv_head(h, n_heads, n_kv_heads, flags);
+        __syncthreads(); /* the previous unit is done with qs, ks and ps */
+        for (int c = tid; c < head_dim; c += ATT_THREADS) {
+            qs[c] = gp_to_f32<DT>(q[(size_t)i * q_width + (size_t)h * head_dim + c]);
+        }
+        /* scores: thread tid's key, an fmaf chain over c in increasing order */
+        const S *kb = k_cache + (size_t)j0 * kv_width + (size_t)g * head_dim;
+        float dot = 0.0f;
+        for (int c0 = 0; c0 < head_dim; c0 += ATT_CS) {
+            const int w = min(ATT_CS, head_dim - c0);
+            __syncthreads(); /* qs written; the previous slab consumed */
+            for (int e = tid; e < jn * w; e += ATT_THREADS) {
+                const int r = e / w, c = e % w;
+                ks[r * ATT_LDK + c] = gp_to_f32<DT>(kb[(size_t)r * kv_width + c0 + c]);
+            }
+            __syncthreads();
+            if (tid < jn) {
+                for (int c = 0; c < w; c++) {
+                    dot = fmaf(qs[c0 + c], ks[tid * ATT_LDK + c], dot);
+                }
+            }
+        }
+        const float sc = tid < jn ? dot * scale : 0.0f;
+        ps[tid] = sc;
+        __syncthreads();
+        float m = -GP_INF;
+        for (int t = 0; t < jn; t++) {
+            m = fmaxf(m, ps[t]);
+        }
+        __syncthreads(); /* every thread has read the scores */
+        ps[tid] = tid < jn ? att_exp(sc - m) : 0.0f;
+        __syncthreads();
+        float *part = ws + ((size_t)il * n_heads + h) * n_splits * stride + (size_t)s * stride;
+        const S *vb = v_cache + (size_t)j0 * kv_width + (size_t)g * head_dim;
+        for (int c = tid; c < head_dim; c += ATT_THREADS) {
+            float acc = 0.0f;
+            for (int t = 0; t < jn; t++) {
+                acc = fmaf(ps[t], gp_to_f32<DT>(vb[(size_t)t * kv_width + c]), acc);
+            }
+            part[2 + c] = acc;
+        }
+        if (tid == 0) {
+            float l = 0.0f;
+            for (int t = 0; t < jn; t++) {
+                l += ps[t];
+            }
+            part[0] = m;
+            part[1] = l;
+        }
+    }
+}
+
+template <int DT>
+__global__ __launch_bounds__(ATT_THREADS) void attention_combine_kernel(
+    const float *__restrict__ ws, typename gp_elem<DT>::type *__restrict__ out,
+    float *__restrict__ lse, int i0, int n_rows, int n_splits, int n_q, int n_kv, int n_heads,
+    int head_dim, int q_pos0, int causal, int flags) {
+    const size_t q_width = (size_t)n_heads * head_dim;
+    const size_t stride = (size_t)head_dim + 2;
+    const long long units = (long long)n_rows * n_heads;
+    const int tid = threadIdx.x;
+    for (long long u = blockIdx.x; u < units; u += gridDim.x) {
+        const int h = (int)(u % n_heads);
+        const int il = (int)(u / n_heads);
+        const int i = i0 + il;
+        const int n_vis = att_visible(i, n_kv, q_pos0, causal, flags);
+        const int ns = n_vis <= 0 ? 0 : (n_vis + ATT_KEYS - 1) / ATT_KEYS;
+        const float *part = ws + ((size_t)il * n_heads + h) * n_splits * stride;
+        const size_t obase = (size_t)i * q_width + (size_t)h * head_dim;
+        if (ns == 0) { /* only under attn_causal_prev: no visible key */
+            for (int c = tid; c < head_dim; c += ATT_THREADS) {
+                out[obase + c] = gp_from_f32<DT>(0.0f);
+            }
+            if (tid == 0 && lse != NULL) {
+                lse[(size_t)h * n_q + i] = -GP_INF;
+            }
+            continue;
+        }
+        float m = -GP_INF;
+        for (int s = 0; s < ns; s++) {
+            m = fmaxf(m, part[(size_t)s * stride]);
+        }
+        float l = 0.0f, l_lse = 0.0f;
+        for (int s = 0; s < ns; s++) {
+            const float w = (flags & ATT_NO_RESCALE) ? 1.0f : att_exp(part[(size_t)s * stride] - m);
+            l = fmaf(part[(size_t)s * stride + 1], w, l);
+            if (!((flags & ATT_LSE_OFF_BY_ONE) && ns >= 2 && s == ns - 1)) {
+                l_lse = fmaf(part[(size_t)s * stride + 1], w, l_lse);
+            }
+        }
+        for (int c = tid; c < head_dim; c += ATT_THREADS) {
+            float o = 0.0f;
+            for (int s = 0; s < ns; s++) {
+                const float w =
+                    (flags & ATT_NO_RESCALE) ? 1.0f : att_exp(part[(size_t)s * stride] - m);
+                o = fmaf(part[(size_t)s * stride + 2 + c], w, o);
+            }
+            out[obase + c] = gp_from_f32<DT>(o / l);
+        }
+        if (tid == 0 && lse != NULL) {
+            lse[(size_t)h * n_q + i] = m + att_log(l_lse);
+        }
+    }
+}
+
+/* The cached workspace: grown on demand, never shrunk, kept for the life of
+ * the process (the ABI has no unload hook). */
+static float *att_ws;
+static size_t att_ws_bytes;
+
+static int attention_workspace(size_t bytes) {
+    if (bytes <= att_ws_bytes) {
+        return GP_OK;
+    }
+    if (att_ws != NULL) {
+        const hipError_t err = hipFree(att_ws);
+        att_ws = NULL;
+        att_ws_bytes = 0;
+        if (err != hipSuccess) {
+            return gp_hip_fail("gp_attention", "hipFree (workspace)", err);
+        }
+    }
+    void *p = NULL;
+    const hipError_t err = hipMalloc(&p, bytes);
+    if (err != hipSuccess) {
+        (void)hipGetLastError(); /* a failed allocation is not sticky */
+        return gp_hip_fail("gp_attention", "hipMalloc (workspace)", err);
+    }
+    att_ws = (float *)p;
+    att_ws_bytes = bytes;
+    return GP_OK;
+}
+
+template <int DT>
+static int attention_launch(const void *q, const void *k_cache, const void *v_cache, void *out,
+                            float *lse, int n_q, int n_kv, int n_heads, int n_kv_heads,
+                            int head_dim, int q_pos0, float scale, int causal, int flags) {
+    typedef typename gp_elem<DT>::type S;
+    void (*split)(const S *, const S *, const S *, float *, int, int, int, int, int, int, int, int,
+                  float, int, int) = attention_split_kernel<DT>;
+    void (*combine)(const float *, S *, float *, int, int, int, int, int, int, int, int, int, int) =
+        attention_combine_kernel<DT>;
+    const int causal_prev = (flags & ATT_CAUSAL_PREV) != 0;
+    const size_t stride = (size_t)head_dim + 2;
+    /* bytes per query at the most splits any query has; queries per chunk */
+    const int max_splits = gp_attn_splits(n_kv);
+    const size_t per_query = (size_t)n_heads * (size_t)max_splits * stride * sizeof(float);
+    size_t chunk = ATT_WS_CAP / per_query;
+    if (chunk < 1) {
+        chunk = 1;
+    }
+    if (chunk > (size_t)n_q) {
+        chunk = (size_t)n_q;
+    }
+    int rc = attention_workspace(chunk * per_query);
+    if (rc != GP_OK) {
+        return rc;
+    }
+    for (int i0 = 0; i0 < n_q; i0 += (int)chunk) {
+        const int n_rows = (int)chunk < n_q - i0 ? (int)chunk : n_q - i0;
+        /* the chunk's longest row is its last (causal) or any (not) */
+        int n_splits =
+            gp_attn_splits(gp_attn_visible(i0 + n_rows - 1, n_kv, q_pos0, causal, causal_prev));
+        if (n_splits < 1) {
+            n_splits = 1; /* a row without keys (attn_causal_prev): combine only */
+        }
+        const long long units1 = (long long)n_rows * n_heads * n_splits;
+        hipLaunchKernelGGL(split, dim3(gp_grid(units1)), dim3(ATT_THREADS), 0, 0, (const S *)q,
+                           (const S *)k_cache, (const S *)v_cache, att_ws, i0, n_rows, n_splits,
+                           n_kv, n_heads, n_kv_heads, head_dim, q_pos0, scale, causal, flags);
+        if ((rc = gp_hip_check_launch("gp_attention", "attention_splitkv64")) != GP_OK) {
+            return rc;
+        }
+        const long long units2 = (long long)n_rows * n_heads;
+        hipLaunchKernelGGL(combine, dim3(gp_grid(units2)), dim3(ATT_THREADS), 0, 0,
+                           (const float *)att_ws, (S *)out, lse, i0, n_rows, n_splits, n_q, n_kv,
+                           n_heads, head_dim, q_pos0, causal, flags);
+        if ((rc = gp_hip_check_launch("gp_attention", "attention_splitkv64_combine")) != GP_OK) {
+            return rc;
+        }
+    }
+    return GP_OK;
+}
+
+extern "C" int gp_attention(int dtype, const void *q, const void *k_cache, const void *v_cache,
+                            void *out, float *lse, int n_q, int n_kv, int n_heads, int n_kv_heads,
+                            int head_dim, int q_pos0, float scale, int causal) {
+    int rc = gp_check_attention(dtype, q, k_cache, v_cache, out, n_q, n_kv, n_heads, n_kv_heads,
+                                head_dim, q_pos0, scale);
+    if (rc != GP_OK) {
+        return rc;
+    }
+    int flags = 0;
+    if (gp_fault_on(GP_FAULT_ATTN_NO_RESCALE, n_q)) {
+        flags |= ATT_NO_RESCALE;
+    }
+    if (gp_fault_on(GP_FAULT_ATTN_LSE_OFF_BY_ONE, n_q)) {
+        flags |= ATT_LSE_OFF_BY_ONE;
+    }
+    if (gp_fault_on(GP_FAULT_ATTN_CAUSAL_PREV, n_q)) {
+        flags |= ATT_CAUSAL_PREV;
+    }
+    if (gp_fault_on(GP_FAULT_ATTN_GQA_MODULO, n_q)) {
+        flags |= ATT_GQA_MODULO;
+    }
+    switch (dtype) {
+    case GP_DTYPE_F32:
+        rc = attention_launch<GP_DTYPE_F32>(q, k_cache, v_cache, out, lse, n_q, n_kv, n_heads,
+                                            n_kv_heads, head_dim, q_pos0, scale, causal, flags);
+        break;
+    case GP_DTYPE_F16:
+        rc = attention_launch<GP_DTYPE_F16>(q, k_cache, v_cache, out, lse, n_q, n_kv, n_heads,
+                                            n_kv_heads, head_dim, q_pos0, scale, causal, flags);
+        break;
+    default:
+        rc = attention_launch<GP_DTYPE_BF16>(q, k_cache, v_cache, out, lse, n_q, n_kv, n_heads,
+                                             n_kv_heads, head_dim, q_pos0, scale, causal, flags);
+        break;
+    }
+    if (rc != GP_OK) {
+        return rc;
+    }
+    const int longest = gp_attn_splits(
+        gp_attn_visible(n_q - 1, n_kv, q_pos0, causal, (flags & ATT_CAUSAL_PREV) != 0));
+    gp_attest(0, 0, GP_ATTN_SPLIT_KEYS, 0, longest > 1 ? longest : 1, "attention_splitkv64");
+    return GP_OK;
+}
