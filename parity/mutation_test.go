@@ -35,6 +35,7 @@ var mutations = []mutation{
 	{"rope_pos_prev", "tiny", dtype.F16, 17, harness.DistNormal, false, stage.QRope, "decode RoPE at position S-2 (offset taken before the cache concat)"},
 	{"rope_pos_zero", "tiny", dtype.BF16, 17, harness.DistNormal, false, stage.QRope, "decode RoPE always at position 0 (mlx-vlm #1983)"},
 	{"gqa_modulo", "tiny", dtype.F16, 9, harness.DistNormal, false, stage.QK, "GQA head mapping h % n_kv instead of h / group"},
+	{"gqa_modulo", "tiny-gqa3", dtype.BF16, 9, harness.DistNormal, false, stage.QK, "the same where group size (3) differs from the KV head count (2)"},
 	{"kv_slot_off", "tiny", dtype.F16, 9, harness.DistNormal, false, stage.KVCache, "KV cache written one slot off"},
 	{"scale_missing", "tiny", dtype.F16, 9, harness.DistNormal, false, stage.QK, "softmax scale 1/sqrt(d) missing on decode"},
 	{"scale_twice", "tiny", dtype.F16, 9, harness.DistNormal, false, stage.QK, "softmax scale applied twice on decode"},

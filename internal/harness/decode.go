@@ -139,12 +139,12 @@ func cacheIntegrity(dt dtype.Dtype, before, after [2][]byte, r, kvd int, mode Pa
 			seg := a[row*rb : (row+1)*rb]
 			if row == r {
 				if _, _, un := rowsOf(dt, seg, 0, kvd); un > 0 {
-					out = append(out, Issue{stage.KVCache, mode, step, fmt.Sprintf("%s cache row %d (the step's slot): %d of %d elements never written", name, r, un, kvd)})
+					out = append(out, Issue{cacheStage, mode, step, fmt.Sprintf("%s cache row %d (the step's slot): %d of %d elements never written", name, r, un, kvd)})
 				}
 				continue
 			}
 			if !bytes.Equal(seg, b[row*rb:(row+1)*rb]) {
-				out = append(out, Issue{stage.KVCache, mode, step, fmt.Sprintf("%s cache row %d changed, but the step's slot is row %d", name, row, r)})
+				out = append(out, Issue{cacheStage, mode, step, fmt.Sprintf("%s cache row %d changed, but the step's slot is row %d", name, row, r)})
 			}
 		}
 	}

@@ -323,7 +323,7 @@ func runPrefill(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case,
 			}
 		}
 	}
-	ps := &prefillState{kc: kc, vc: vc, kcRaw: raw[stage.KVCache][0], vcRaw: raw[stage.KVCache][1]}
+	ps := &prefillState{kc: kc, vc: vc, kcRaw: raw[cacheStage][0], vcRaw: raw[cacheStage][1]}
 	kcVals, vcVals := dt.Decode(ps.kcRaw), dt.Decode(ps.vcRaw)
 	for t := 0; t < c.Steps; t++ {
 		r := c.S - 1 + t

@@ -87,7 +87,7 @@ func (r *Result) Carried(s *StageResult) bool {
 func chainReference(k *ctx, p *plan) [][stage.Count][]float64 {
 	c, dm := k.c, k.dm
 	first, last := c.S-1, c.S-1+c.Steps-1
-	feedsCache := p.feeding(stage.KVCache)
+	feedsCache := p.feeding(cacheStage)
 	vals := make([][stage.Count][]float64, last+1)
 	for _, def := range p.defs {
 		from := first
@@ -127,7 +127,7 @@ func (k *ctx) chainIn(p *plan, def *stageDef, reads []stage.Stage, vals [][stage
 	}
 	if def.cache != cacheNone {
 		for j := 0; j <= r; j++ {
-			kv := vals[j][stage.KVCache]
+			kv := vals[j][cacheStage]
 			in.kRows = append(in.kRows, kv[:k.dm.kvd])
 			in.vRows = append(in.vRows, kv[k.dm.kvd:])
 		}

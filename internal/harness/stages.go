@@ -281,6 +281,10 @@ var stageTable = []*stageDef{
 		func(w *weightBufs) (*tensor, *tensor) { return w.wo, nil }, hidden, qdim),
 }
 
+// cacheStage is the table's one stateful stage: the KV append (outCache),
+// whose rows every attention stage reads.
+const cacheStage = stage.KVCache
+
 // defOf returns the table entry of st.
 func defOf(st stage.Stage) *stageDef {
 	for _, d := range stageTable {
