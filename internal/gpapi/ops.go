@@ -14,9 +14,10 @@ const (
 	RouteMFMA Route = 1 // matrix-core tiled GEMM
 	RouteVALU Route = 2 // per-row GEMV
 	// RouteBLAS is the vendor library's GEMM (cuBLAS, hipBLASLt/rocBLAS):
-	// a benchmark anchor only. It is not batch invariant, so it is no
-	// parity route (not in harness.Routes, not accepted by ParseRoute), and
-	// a backend without a vendor library returns ErrUnsupported.
+	// the benchmarks' anchor, and a tolerance-mode route of the parity
+	// table through GRETA_GEMM_FORCE=BLAS only. It is not batch invariant,
+	// so it is not in harness.Routes nor accepted by ParseRoute, and a
+	// backend without a vendor library returns ErrUnsupported.
 	RouteBLAS Route = 3
 )
 

@@ -119,8 +119,11 @@ typedef enum gp_route {
                           or rocBLAS on ROCm) with f32 accumulation: a speed
                           and accuracy anchor for benchmarks, NOT batch
                           invariant (the library picks its kernel, split-K
-                          and reduction order by M), so never a parity
-                          route. Attested as route 3 with the library's name
+                          and reduction order by M), so never a bitwise
+                          parity route; the harness compares it in
+                          tolerance mode (GRETA_GEMM_FORCE=BLAS, with the
+                          engine contract: a bias added after the rounded
+                          product is an extra rounding). Attested as route 3 with the library's name
                           as the kernel name. A backend without a vendor
                           library returns GP_ERR_UNSUPPORTED; so does an
                           active fault the library cannot reproduce
