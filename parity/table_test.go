@@ -47,6 +47,9 @@ func TestParity(t *testing.T) {
 	}
 	noteMissing(t, lib)
 	runTree(t, named, 2, func(t *testing.T, c harness.Case) {
+		if c.FusedOnly {
+			needCap(t, lib, gpapi.CapFused)
+		}
 		if !lib.SupportsRoute(c.Route) {
 			needCap(t, lib, gpapi.CapRoutes)
 			t.Skipf("library %q does not accept route %v (gp_forced_routes() = %v)", lib.Backend, c.Route, lib.ForcedRoutes())

@@ -1,7 +1,9 @@
 package harness
 
 import (
+	"fmt"
 	"math"
+	"strings"
 
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/gpapi"
@@ -322,7 +324,7 @@ func newPlan(k Kernels, c Case) (plan, error) {
 	case p.ran[stage.PV]:
 		p.attention = stage.PV
 	default:
-		return p, &gpapi.MissingError{Backend: "library", Cap: gpapi.CapFused}
+		return p, fmt.Errorf("no attention stage to run: the case is fused-only and the library lacks %s", strings.Join(gpapi.CapabilitySymbols(gpapi.CapFused), ", "))
 	}
 	return p, nil
 }
