@@ -12,6 +12,7 @@ import (
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/gpapi"
 	"github.com/gretacore/parity/internal/harness"
+	"github.com/gretacore/parity/internal/model"
 	"github.com/gretacore/parity/internal/stage"
 )
 
@@ -30,7 +31,7 @@ func buildCPUVariant(t *testing.T, shim string, rename []string, defines ...stri
 	root := moduleRoot()
 	dir := t.TempDir()
 	obj := filepath.Join(dir, "shim.o")
-	args := append([]string{"-c", "-fPIC", "-o", obj, filepath.Join("testdata", shim)}, defines...)
+	args := append([]string{"-c", "-fPIC", "-I" + filepath.Join(root, "kernels", "include"), "-o", obj, filepath.Join("testdata", shim)}, defines...)
 	if b, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, b)
 	}
@@ -159,5 +160,58 @@ func TestBatchInvarianceDeclaration(t *testing.T) {
 	if !undeclared.Pass() || !slices.Contains(undeclared.NotInvariant, stage.Softmax) {
 		t.Errorf("softmax not declared batch invariant: pass=%v not-invariant=%v, want a pass that says softmax was not held to bitwise\n%s\n%s",
 			undeclared.Pass(), undeclared.NotInvariant, undeclared.Summary(), undeclared.Table())
+	}
+}
+
+// TestCoverageTiers proves the table's coverage tiers are there for a
+// reason: two decode bugs that the plain tiers (normal inputs, position 0,
+// at most 512 keys) cannot see are caught by the start-position tier (a
+// RoPE position held in f16, wrong above 2048) and by the split-boundary
+// tier (a split-KV decode dropping its last chunk beyond 512 keys), each
+// blamed on its stage.
+func TestCoverageTiers(t *testing.T) {
+	m := modelByName(t, "tiny")
+	for _, tc := range []struct {
+		define string
+		rename []string
+		tier   func(harness.Case) bool
+		blame  stage.Stage
+	}{
+		{"-DROPE_POS_F16", []string{"gp_rope"}, func(c harness.Case) bool { return c.PosOffset > 2048 }, stage.QRope},
+		{"-DDROP_LAST_SPLIT", []string{"gp_attention"}, func(c harness.Case) bool { return c.S+c.Steps-1 > 512 }, stage.Attn},
+	} {
+		t.Run(strings.TrimPrefix(tc.define, "-D"), func(t *testing.T) {
+			lib := buildCPUVariant(t, "hidden_bugs.c", tc.rename, tc.define)
+			var plain, caught, tier int
+			for _, c := range harness.Matrix([]model.Shape{m}, false, 1) {
+				if c.Route != gpapi.RouteAuto || c.Dtype != dtype.F32 {
+					continue
+				}
+				in := harness.NewInputs(c)
+				tr, err := harness.Execute(lib, c, in, time.Minute)
+				if err != nil {
+					t.Fatalf("%s: %v", c.Name(), err)
+				}
+				res := harness.Evaluate(c, in, tr)
+				inTier := tc.tier(c)
+				isPlain := !inTier && c.PosOffset == 0 && (c.Dist == "" || c.Dist == harness.DistNormal)
+				switch {
+				case inTier:
+					tier++
+					if f := res.FirstDivergence(); f != nil && f.Stage == tc.blame {
+						caught++
+					}
+				case isPlain:
+					plain++
+					if !res.Pass() {
+						t.Errorf("%s: the bug shows outside its tier (the test's premise is wrong):\n%s", c.Name(), res.Summary())
+					}
+				}
+			}
+			if tier == 0 || caught == 0 {
+				t.Fatalf("the tier has %d cases, %d caught the bug at %s; want at least one", tier, caught, tc.blame)
+			}
+			t.Logf("%s: %d plain cases pass, %d of %d tier cases catch it at %s", tc.define, plain, caught, tier, tc.blame)
+		})
 	}
 }
