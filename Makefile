@@ -1,5 +1,5 @@
 # Build the kernel libraries and run the decode-vs-prefill parity suite.
-# `make test` is what CI (.ci/run) runs; `make help` lists the targets.
+# `make ci` is what CI runs (.ci/run and the workflow); `make help` lists the targets.
 
 GO ?= go
 BUILD ?= build
@@ -8,7 +8,7 @@ GOFLAGS_TEST ?=
 export CGO_ENABLED := 0
 
 # Library paths, one per backend; the Go side's defaults name the same files
-# (internal/gpapi/libpath.go).
+# (defaultLib in parity/backend_{cpu,cuda,rocm}_test.go).
 CPU_LIB := $(BUILD)/libgreta_parity_cpu.so
 CUDA_LIB := $(BUILD)/libgreta_parity_cuda.so
 ROCM_LIB := $(BUILD)/libgreta_parity_rocm.so
@@ -18,17 +18,24 @@ ROCM_LIB := $(BUILD)/libgreta_parity_rocm.so
 all: kernels-cpu
 
 help:
-	@echo "make test           build the CPU backend and run every Go test (CI)"
+	@echo "make test           build the CPU backend and run every Go test (the README's test command)"
 	@echo "make parity         install the toolchain packages, then make test"
 	@echo "make vet            CGO_ENABLED=0 go vet ./..."
 	@echo "make kernels-cpu    $(CPU_LIB) (gcc)"
 	@echo "make kernels-cuda   $(CUDA_LIB) (nvcc, CUDA_ARCH=sm_90)"
 	@echo "make kernels-rocm   $(ROCM_LIB) (hipcc, OFFLOAD_ARCH=gfx942)"
 	@echo "make check-rocm     compile-check the AMD device code (gfx942, gfx90a)"
+	@echo "make kernels-rocm-clang  $(BUILD)/libgreta_parity_rocm_{gfx90a,gfx940}.so (clang-19, Debian's HIP runtime)"
+	@echo "make check-rocm-lib load those through the suite (-tags rocm): 'no device' skip"
+	@echo "make mod-check      go.mod/go.sum are what go mod tidy makes of them"
+	@echo "make ci             everything CI runs (.ci/run installs the packages first)"
+	@echo "make gpu-test       the suite on a GPU runner: TAGS=rocm|cuda PART=all|rest|shard-I-of-N"
 
 include kernels/cpu/cpu.mk
 include kernels/hip/hip.mk
 -include ci.mk
+-include adapters/torch/torch.mk
+-include signatures.mk
 
 $(BUILD):
 	mkdir -p $(BUILD)
@@ -39,20 +46,24 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# The README's test command: every Go test on the CPU backend (table,
-# properties, mutations, bad inputs), then a short fuzz of the trace parser.
-# C, C++ and HIP sources follow kernels/.clang-format.
+# C, C++ and HIP sources follow the repository's .clang-format (at the root).
 CLANG_FORMAT ?= $(shell command -v clang-format-19 || command -v clang-format)
 fmt-check-c:
 	@test -n "$(CLANG_FORMAT)" || { echo "clang-format not found (apt-get install clang-format-19)"; exit 1; }
 	$(CLANG_FORMAT) --dry-run --Werror $$(git ls-files 'kernels/*.c' 'kernels/*.h' 'kernels/*.hip' 'parity/testdata/*.c')
 
+# The README's test command: every Go test on the CPU backend (table,
+# properties, mutations, bad inputs), then a short fuzz of the trace parser.
 # This repo's own backend must implement every optional capability of ABI
 # 3, so the parity package runs with -parity.require=all; the core-only
 # library (kernels-cpu-core) is checked by TestCoreOnlyLibrary.
+# JUNIT_DIR=DIR runs the same go test commands through gotestsum (ci.mk)
+# and leaves JUnit XML in DIR (junit-unit.xml, junit-parity.xml).
+gotest = $(if $(JUNIT_DIR),$(GO) run $(GOTESTSUM) --format standard-quiet --junitfile $(JUNIT_DIR)/junit-$(1).xml --,$(GO) test)
 test: kernels-cpu kernels-cpu-core
-	$(GO) test $(GOFLAGS_TEST) $$($(GO) list ./... | grep -v '/parity$$')
-	$(GO) test $(GOFLAGS_TEST) ./parity -parity.require=all
+	$(if $(JUNIT_DIR),mkdir -p $(JUNIT_DIR))
+	$(call gotest,unit) $(GOFLAGS_TEST) $$($(GO) list ./... | grep -v '/parity$$')
+	$(call gotest,parity) $(GOFLAGS_TEST) ./parity -parity.require=all
 	$(MAKE) --no-print-directory fuzz-short
 
 fuzz-short:

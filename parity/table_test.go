@@ -35,8 +35,7 @@ func TestParity(t *testing.T) {
 			c.Route = forced
 		}
 		c.Bitwise = *flagBitwise
-		leaf := c.Leaf() // "auto", "auto_steps=4", "auto_dist=outliers", "mfma_pos0=4095", "auto_fused-only"
-		named = append(named, namedCase{[]string{c.Model.Name, c.Dtype.String(), fmt.Sprintf("S=%d", c.S), leaf}, c})
+		named = append(named, namedCase{casePath(c), c}) // [model, fp32|fp16|bf16, "S=..", leaf "auto_steps=4"]: names_test.go
 	}
 	// Levels 0 and 1 (model, dtype) run in order, so one set of weights is
 	// on the device at a time; S and route run in parallel within them (the
@@ -46,6 +45,7 @@ func TestParity(t *testing.T) {
 		t.Fatal(err)
 	}
 	noteMissing(t, lib)
+	named = selectCases(t, named) // -short, -parity.shard (shard_test.go)
 	runTree(t, named, 2, func(t *testing.T, c harness.Case) {
 		if c.FusedOnly {
 			needCap(t, lib, gpapi.CapFused)

@@ -9,8 +9,13 @@
 #      while the time budget allows (GP_RUN_BUDGET seconds in all, default 210;
 #      GP_SAN_CAP seconds per tool at most, default 60; GP_PARITY_RESERVE
 #      seconds kept for step 5 when build/parity.test exists, default 60)
+#      (GP_SANITIZE=0 skips this step)
 #   5. run build/parity.test if it exists (built elsewhere, carried along) with
-#      -test.v -parity.require-device -parity.lib <lib> and this script's arguments
+#      -test.v -parity.require-device -parity.lib <lib> and this script's arguments;
+#      GP_SHARDS=N (or "gpus": one per visible GPU) runs N processes at once,
+#      process i on GPU i mod (visible GPUs) through CUDA_VISIBLE_DEVICES with
+#      -parity.shard=i/N, which splits TestParity's matrix (other tests run in
+#      every process: select TestParity with -test.run '^TestParity$')
 #
 # Every log and summary.txt go to ${OUT:-out}/ (at most 8 files); a short table
 # is printed last. Exit status: 0 if every step that ran passed.
@@ -119,7 +124,9 @@ sanitize() {
         row "$tool" FAIL "${n:-?} errors, rc=$rc, see $(basename "$log")"
     fi
 }
-if ! command -v compute-sanitizer >/dev/null; then
+if [ "${GP_SANITIZE:-1}" = 0 ]; then
+    row sanitizer skip "GP_SANITIZE=0"
+elif ! command -v compute-sanitizer >/dev/null; then
     row sanitizer skip "compute-sanitizer not on PATH"
 elif [ ! -x "$SELFTEST" ]; then
     row sanitizer skip "no self-test binary"
@@ -134,19 +141,52 @@ else
 fi
 
 # ---- 5. Go parity suite (optional) ----
+# GPUs for the shards: CUDA_VISIBLE_DEVICES's list if set, else 0..count-1.
+if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
+    IFS=, read -r -a GPUS <<<"$CUDA_VISIBLE_DEVICES"
+else
+    mapfile -t GPUS < <(nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null)
+fi
+[ "${#GPUS[@]}" -gt 0 ] || GPUS=(0)
+SHARDS=${GP_SHARDS:-1}
+[ "$SHARDS" = gpus ] && SHARDS=${#GPUS[@]}
+case $SHARDS in '' | *[!0-9]* | 0) SHARDS=1 ;; esac
 if [ -x "$BUILD/parity.test" ] && [ -f "$LIB" ]; then
     t0=$SECONDS
+    budget=$(($(left) > 20 ? $(left) : 20))
     # A Go test binary runs in its package directory (testdata/ is relative).
-    (cd parity && timeout $(($(left) > 20 ? $(left) : 20)) "$BUILD/parity.test" -test.v \
-        -parity.require-device -parity.lib "$LIB" "$@") >"$OUT/parity.log" 2>&1
-    rc=$?
+    if [ "$SHARDS" -eq 1 ]; then
+        (cd parity && timeout "$budget" "$BUILD/parity.test" -test.v \
+            -parity.require-device -parity.lib "$LIB" "$@") >"$OUT/parity.log" 2>&1
+        rc=$?
+        where=""
+    else
+        pids=() where=" ($SHARDS shards on GPUs"
+        for ((i = 0; i < SHARDS; i++)); do
+            gpu=${GPUS[i % ${#GPUS[@]}]}
+            where+=" $gpu"
+            (cd parity && CUDA_VISIBLE_DEVICES=$gpu timeout "$budget" "$BUILD/parity.test" -test.v \
+                -parity.require-device -parity.lib "$LIB" "$@" -parity.shard="$i/$SHARDS") \
+                >"$BUILD/parity-shard$i.log" 2>&1 &
+            pids+=($!)
+        done
+        rc=0
+        : >"$OUT/parity.log"
+        for ((i = 0; i < SHARDS; i++)); do
+            wait "${pids[i]}"
+            r=$?
+            [ $r -eq 0 ] || rc=$r
+            { echo "=== gpu-run: shard $i/$SHARDS on GPU ${GPUS[i % ${#GPUS[@]}]}: rc=$r"; cat "$BUILD/parity-shard$i.log"; } >>"$OUT/parity.log"
+        done
+        where+=")"
+    fi
     cap_log "$OUT/parity.log"
     pass=$(grep -c -- '^--- PASS\|^    --- PASS' "$OUT/parity.log")
     fail=$(grep -c -- '--- FAIL' "$OUT/parity.log")
     if [ $rc -eq 0 ]; then
-        row parity ok "$pass passed, $((SECONDS - t0)) s"
+        row parity ok "$pass passed, $((SECONDS - t0)) s$where"
     else
-        row parity FAIL "rc=$rc, $fail failed, $pass passed, see parity.log"
+        row parity FAIL "rc=$rc, $fail failed, $pass passed, see parity.log$where"
     fi
 else
     row parity skip "$BUILD/parity.test not present"

@@ -1,28 +1,32 @@
 package dtype
 
 import (
+	"fmt"
 	"math"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // TestRoundTripAllBits checks, for every 16-bit pattern, that decoding then
 // encoding returns the same bits (NaNs excepted: any NaN may come back).
 func TestRoundTripAllBits(t *testing.T) {
 	for _, d := range []Dtype{F16, BF16} {
+		var bad []string // every pattern that fails, not just the first
 		for bits := 0; bits < 1<<16; bits++ {
 			b := []byte{byte(bits), byte(bits >> 8)}
 			v := d.Decode(b)[0]
 			if math.IsNaN(v) {
 				continue
 			}
-			got := d.Encode([]float64{v})
-			if got[0] != b[0] || got[1] != b[1] {
-				t.Fatalf("%v: bits %#04x -> %v -> %#02x%02x", d, bits, v, got[1], got[0])
+			if got := d.Encode([]float64{v}); got[0] != b[0] || got[1] != b[1] {
+				bad = append(bad, fmt.Sprintf("bits %#04x -> %v -> %#02x%02x", bits, v, got[1], got[0]))
 			}
-			if d.Round(v) != v {
-				t.Fatalf("%v: Round(%v) = %v, want it unchanged (representable)", d, v, d.Round(v))
+			if r := d.Round(v); r != v {
+				bad = append(bad, fmt.Sprintf("Round(%v) = %v, want it unchanged (representable)", v, r))
 			}
 		}
+		assert.Empty(t, bad, "%v", d)
 	}
 }
 
@@ -42,15 +46,11 @@ func TestRoundNearestEven(t *testing.T) {
 		{F32, 1 + 0x1p-24, 1},
 	}
 	for _, c := range cases {
-		if got := c.d.Round(c.in); got != c.want {
-			t.Errorf("%v.Round(%v) = %v, want %v", c.d, c.in, got, c.want)
-		}
+		assert.Equal(t, c.want, c.d.Round(c.in), "%v.Round(%v)", c.d, c.in)
 	}
 	for _, d := range All {
 		for _, v := range []float64{0.1, 3.3, -1234.567, 1e-3} {
-			if err := math.Abs(d.Round(v) - v); err > d.UnitRoundoff()*math.Abs(v) {
-				t.Errorf("%v.Round(%v) error %v > u|v|", d, v, err)
-			}
+			assert.LessOrEqual(t, math.Abs(d.Round(v)-v), d.UnitRoundoff()*math.Abs(v), "%v.Round(%v): error within u|v|", d, v)
 		}
 	}
 }
@@ -58,13 +58,9 @@ func TestRoundNearestEven(t *testing.T) {
 func TestPoisonIsNaN(t *testing.T) {
 	for _, d := range All {
 		b := d.PoisonBytes(3)
-		for _, v := range d.Decode(b) {
-			if !math.IsNaN(v) {
-				t.Errorf("%v poison decodes to %v, want NaN", d, v)
-			}
+		for i, v := range d.Decode(b) {
+			assert.True(t, math.IsNaN(v), "%v poison element %d decodes to %v, want NaN", d, i, v)
 		}
-		if d.Bits(b, 2) != d.Poison() {
-			t.Errorf("%v: Bits = %#x, want %#x", d, d.Bits(b, 2), d.Poison())
-		}
+		assert.Equal(t, d.Poison(), d.Bits(b, 2), "%v: Bits of the poison", d)
 	}
 }

@@ -28,7 +28,6 @@ type device struct {
 	lib     *gpapi.Lib
 	timeout time.Duration
 	bufs    []*gpapi.Buffer
-	hung    error // set once a kernel missed its deadline: the library is unusable
 }
 
 func (d *device) alloc(name string, dt dtype.Dtype, n int) (*tensor, error) {

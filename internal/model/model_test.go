@@ -3,39 +3,53 @@ package model
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestLoadFixtures(t *testing.T) {
 	shapes, err := LoadDir("../../fixtures/models")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]bool{"tiny": true, "llama2-7b": true, "llama3-8b": true, "mistral-7b": true,
-		"qwen2-7b": true, "gemma-2b": true, "phi3-mini": true, "tiny-gqa3": true, "long-ctx": true}
-	// The real models' context lengths (config.json max_position_embeddings).
-	context := map[string]int{"llama2-7b": 4096, "llama3-8b": 8192, "mistral-7b": 32768,
-		"qwen2-7b": 32768, "phi3-mini": 4096, "gemma-2b": 8192, "long-ctx": 32768}
+	require.NoError(t, err)
+	var names []string
+	context := map[string]int{}
 	gqa := false // a fixture whose GQA group size differs from its KV head count
 	for _, s := range shapes {
-		delete(want, s.Name)
-		if c, ok := context[s.Name]; ok && s.MaxPosition != c {
-			t.Errorf("%s: max_position=%d, want %d", s.Name, s.MaxPosition, c)
-		}
-		if s.MaxPosition <= 0 {
-			t.Errorf("%s: max_position=%d, want > 0", s.Name, s.MaxPosition)
-		}
+		names = append(names, s.Name)
+		context[s.Name] = s.MaxPosition
+		assert.Positive(t, s.MaxPosition, "%s: max_position", s.Name)
 		if s.NKVHeads > 1 && s.NHeads/s.NKVHeads != s.NKVHeads {
 			gqa = true
 		}
 	}
-	if len(want) > 0 {
-		t.Errorf("fixtures missing: %v", want)
+	// LoadDir sorts by name; the fixtures the tests and the README name.
+	want := []string{"gemma-2b", "llama2-7b", "llama3-8b", "long-ctx", "mistral-7b", "phi3-mini",
+		"qwen2-7b", "tiny", "tiny-gqa3", "tiny-qwen"}
+	assert.Empty(t, cmp.Diff(want, names), "fixtures (-want +got)")
+	// The real models' context lengths (config.json max_position_embeddings).
+	wantContext := map[string]int{"llama2-7b": 4096, "llama3-8b": 8192, "mistral-7b": 32768,
+		"qwen2-7b": 32768, "phi3-mini": 4096, "gemma-2b": 8192, "long-ctx": 32768}
+	for name := range context {
+		if _, ok := wantContext[name]; !ok {
+			delete(context, name)
+		}
 	}
-	if !gqa {
-		t.Error("no fixture has a GQA group size (n_heads/n_kv_heads) different from its KV head count (> 1)")
-	}
+	assert.Empty(t, cmp.Diff(wantContext, context), "max_position (-want +got)")
+	assert.True(t, gqa, "no fixture has a GQA group size (n_heads/n_kv_heads) different from its KV head count (> 1)")
+}
+
+// TestParseRoundTrip: a fixture parses into the Shape its JSON states.
+func TestParseRoundTrip(t *testing.T) {
+	data, err := os.ReadFile("../../fixtures/models/tiny.json")
+	require.NoError(t, err)
+	got, err := Parse(data)
+	require.NoError(t, err)
+	want := Shape{Name: "tiny", Source: got.Source, Hidden: 90, NHeads: 4, NKVHeads: 2, HeadDim: 16,
+		RopeTheta: 10000, RopeLayout: "neox", RMSEps: 1e-5, MaxPosition: 8192}
+	assert.Empty(t, cmp.Diff(want, got), "tiny.json (-want +got)")
+	assert.NotEmpty(t, got.Source)
 }
 
 // TestMalformedFixtures checks each bad fixture gets an error naming the
@@ -54,26 +68,19 @@ func TestMalformedFixtures(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, err := Parse([]byte(c.json))
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("Parse(%s) = %v, want an error containing %q", c.json, err, c.want)
-		}
+		assert.ErrorContains(t, err, c.want, "Parse(%s)", c.json)
 	}
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"name":"bad"`), 0o644)
-	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "bad.json") {
-		t.Errorf("LoadDir error %v does not name the file", err)
-	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"name":"bad"`), 0o644))
+	_, err := LoadDir(dir)
+	assert.ErrorContains(t, err, "bad.json", "LoadDir must name the file")
 }
 
 // TestValidateContext checks max_position: 0 (a generated shape) is no
 // limit and valid, a negative one is not; Parse alone requires it.
 func TestValidateContext(t *testing.T) {
 	s := Shape{Name: "gen", Hidden: 8, NHeads: 4, NKVHeads: 2, HeadDim: 16, RopeTheta: 1e4, RopeLayout: "neox"}
-	if err := s.Validate(); err != nil {
-		t.Errorf("a shape without max_position: %v, want valid (no limit)", err)
-	}
+	assert.NoError(t, s.Validate(), "a shape without max_position is valid (no limit)")
 	s.MaxPosition = -5
-	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "max_position=-5") {
-		t.Errorf("max_position=-5: %v, want an error naming it", err)
-	}
+	assert.ErrorContains(t, s.Validate(), "max_position=-5")
 }

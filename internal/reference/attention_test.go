@@ -4,6 +4,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestAttentionMatchesUnfused checks the fused reference against
@@ -33,20 +38,16 @@ func TestAttentionMatchesUnfused(t *testing.T) {
 		out, lse := Attention(q, kRows, vRows, nHeads, nKV, headDim, qPos, scale)
 		s := Scores(q, kRows, nHeads, nKV, headDim, qPos, scale)
 		want := PV(Softmax(s, nHeads, rows), vRows, nHeads, nKV, headDim)
-		for i := range want {
-			if d := math.Abs(out[i] - want[i]); d > 1e-12*(1+math.Abs(want[i])) {
-				t.Fatalf("trial %d out[%d] = %v, unfused %v", trial, i, out[i], want[i])
-			}
-		}
-		for h := 0; h < nHeads; h++ {
+		require.Empty(t, cmp.Diff(want, out, close12), "trial %d: out (-unfused +fused)", trial)
+		wantLSE := make([]float64, nHeads)
+		for h := range wantLSE {
 			var sum float64
 			for j := 0; j <= qPos; j++ {
 				sum += math.Exp(s[h*rows+j])
 			}
-			if d := math.Abs(lse[h] - math.Log(sum)); d > 1e-12*(1+math.Abs(lse[h])) {
-				t.Fatalf("trial %d lse[%d] = %v, ln Σ exp = %v", trial, h, lse[h], math.Log(sum))
-			}
+			wantLSE[h] = math.Log(sum)
 		}
+		require.Empty(t, cmp.Diff(wantLSE, lse, close12), "trial %d: lse (-ln Σ exp +fused)", trial)
 	}
 }
 
@@ -59,28 +60,23 @@ func TestAttentionStableAndMasked(t *testing.T) {
 	v := [][]float64{{1, 2}, {3, 4}, {1e9, 1e9}}
 	out, lse := Attention(q, k, v, 2, 1, 2, 1, 1)
 	// head 0: s = (1000, 500): p ≈ (1, e^-500); head 1: s = (-1000, -500).
-	want := []float64{1, 2, 3, 4}
-	for i := range want {
-		if math.Abs(out[i]-want[i]) > 1e-12 {
-			t.Fatalf("out = %v, want %v", out, want)
-		}
-	}
-	if math.Abs(lse[0]-1000) > 1e-12 || math.Abs(lse[1]+500) > 1e-12 {
-		t.Fatalf("lse = %v, want [1000 -500]", lse)
-	}
+	abs12 := cmpopts.EquateApprox(0, 1e-12)
+	assert.Empty(t, cmp.Diff([]float64{1, 2, 3, 4}, out, abs12), "out (-want +got)")
+	assert.Empty(t, cmp.Diff([]float64{1000, -500}, lse, abs12), "lse (-want +got)")
 	// GQA: 4 heads on 2 KV heads, head h reads KV head h/2.
 	q = []float64{1, 1, 1, 1}
 	k = [][]float64{{1, 1}}
 	v = [][]float64{{10, 20}}
 	out, _ = Attention(q, k, v, 4, 2, 1, 0, 1)
-	if out[0] != 10 || out[1] != 10 || out[2] != 20 || out[3] != 20 {
-		t.Fatalf("GQA out = %v, want [10 10 20 20]", out)
-	}
+	assert.Empty(t, cmp.Diff([]float64{10, 10, 20, 20}, out), "GQA out (-want +got)")
 	out, lse = Attention(q, k, v, 4, 2, 1, -1, 1)
-	if out[0] != 0 || !math.IsInf(lse[0], -1) {
-		t.Fatalf("no visible key: out %v lse %v", out, lse)
-	}
+	assert.Zero(t, out[0], "no visible key: out")
+	assert.True(t, math.IsInf(lse[0], -1), "no visible key: lse[0] = %v, want -Inf", lse[0])
 }
+
+// close12 compares to within 1e-12, relative or absolute, like the
+// float64 round-off of the two formulations.
+var close12 = cmpopts.EquateApprox(1e-12, 1e-12)
 
 func randVec(r *rand.Rand, n int, sigma float64) []float64 {
 	x := make([]float64, n)

@@ -6,9 +6,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/gpapi"
@@ -18,35 +21,24 @@ import (
 
 func TestCapabilities(t *testing.T) {
 	lib := softkernels.New()
-	if lib.Backend != softkernels.Name || lib.Path != softkernels.Name {
-		t.Errorf("Backend %q Path %q, want %q", lib.Backend, lib.Path, softkernels.Name)
-	}
-	if m := lib.Missing(); len(m) > 0 {
-		t.Errorf("missing capabilities %v, want none", m)
-	}
-	if r := lib.ForcedRoutes(); !slices.Equal(r, []gpapi.Route{gpapi.RouteMFMA, gpapi.RouteVALU}) {
-		t.Errorf("forced routes %v, want [mfma valu]", r)
-	}
-	if n, err := lib.DeviceCount(); n != 1 || err != nil {
-		t.Errorf("DeviceCount = %d, %v", n, err)
-	}
-	if got := lib.BatchInvariantStages(); len(got) != 12 {
-		t.Errorf("batch invariant stages %v, want all twelve", got)
-	}
+	assert.Equal(t, softkernels.Name, lib.Backend, "Backend")
+	assert.Equal(t, softkernels.Name, lib.Path, "Path")
+	assert.Empty(t, lib.Missing(), "missing capabilities")
+	assert.Equal(t, []gpapi.Route{gpapi.RouteMFMA, gpapi.RouteVALU}, lib.ForcedRoutes(), "forced routes")
+	n, err := lib.DeviceCount()
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "DeviceCount")
+	assert.Len(t, lib.BatchInvariantStages(), 12, "batch invariant stages: all twelve")
 	want := []string{"rope_pos_prev", "gqa_modulo", "kv_slot_off", "scale_missing", "bias_skipped", "attn_causal_prev"}
-	if f := lib.Faults(); !slices.Equal(f, want) {
-		t.Errorf("faults %v, want %v", f, want)
-	}
-	if err := lib.SetFault("kv_slot_off"); err != nil || lib.ActiveFault() != "kv_slot_off" {
-		t.Errorf("SetFault(kv_slot_off) = %v, active %q", err, lib.ActiveFault())
-	}
-	if err := lib.SetFault("none"); err != nil || lib.ActiveFault() != "none" {
-		t.Errorf("SetFault(none) = %v, active %q", err, lib.ActiveFault())
+	assert.Empty(t, cmp.Diff(want, lib.Faults()), "faults (-want +got)")
+	for _, f := range []string{"kv_slot_off", "none"} {
+		require.NoError(t, lib.SetFault(f), "SetFault(%s)", f)
+		assert.Equal(t, f, lib.ActiveFault(), "after SetFault(%s)", f)
 	}
 	var e *gpapi.Error
-	if err := lib.SetFault("round_truncate"); !errors.As(err, &e) || e.Status != gpapi.ErrUnknownFault || !strings.Contains(e.Msg, "round_truncate") {
-		t.Errorf("SetFault(round_truncate) = %v, want unknown fault naming it", err)
-	}
+	require.ErrorAs(t, lib.SetFault("round_truncate"), &e, "SetFault of a fault softkernels lacks")
+	assert.Equal(t, gpapi.ErrUnknownFault, e.Status)
+	assert.Contains(t, e.Msg, "round_truncate", "the message names the fault")
 }
 
 // TestNewFromFuncsErrors: the load errors of Open, for Go funcs.
@@ -68,10 +60,12 @@ func TestNewFromFuncsErrors(t *testing.T) {
 			f := softkernels.Funcs()
 			c.edit(&f)
 			lib, err := gpapi.NewFromFuncs("edited", f)
+			assert.Nil(t, lib)
 			var le *gpapi.LoadError
-			if lib != nil || !errors.As(err, &le) || le.Reason != c.reason || !strings.Contains(err.Error(), c.detail) || le.Path != "edited" {
-				t.Errorf("NewFromFuncs = %v, %v; want a *LoadError with reason %q and %q", lib, err, c.reason, c.detail)
-			}
+			require.ErrorAs(t, err, &le)
+			assert.Equal(t, c.reason, le.Reason, "reason")
+			assert.Equal(t, "edited", le.Path, "path")
+			assert.ErrorContains(t, err, c.detail)
 		})
 	}
 	// Dropping whole capabilities is fine: the Lib lacks exactly those.
@@ -79,15 +73,10 @@ func TestNewFromFuncsErrors(t *testing.T) {
 	f.SetFault, f.ActiveFault, f.FaultCount, f.FaultName = nil, nil, nil, nil
 	f.AttnScores, f.Softmax, f.AttnPV = nil, nil, nil
 	lib, err := gpapi.NewFromFuncs("fused-only", f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m := lib.Missing(); !slices.Equal(m, []gpapi.Capability{gpapi.CapFaults, gpapi.CapUnfused}) {
-		t.Errorf("missing %v, want [faults unfused]", m)
-	}
-	if lib.ActiveFault() != "none" || lib.Faults() != nil {
-		t.Errorf("a library without faults reports %q %v", lib.ActiveFault(), lib.Faults())
-	}
+	require.NoError(t, err)
+	assert.Equal(t, []gpapi.Capability{gpapi.CapFaults, gpapi.CapUnfused}, lib.Missing(), "missing capabilities")
+	assert.Equal(t, "none", lib.ActiveFault(), "a library without faults: active fault")
+	assert.Nil(t, lib.Faults(), "a library without faults: faults")
 }
 
 // TestMemory: buffers round-trip, are 256-byte aligned, and any access
@@ -95,71 +84,56 @@ func TestNewFromFuncsErrors(t *testing.T) {
 func TestMemory(t *testing.T) {
 	lib := softkernels.New()
 	b, err := lib.Alloc("a", 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.Ptr%256 != 0 {
-		t.Errorf("pointer %#x is not 256-byte aligned", b.Ptr)
-	}
+	require.NoError(t, err)
+	assert.Zero(t, b.Ptr%256, "pointer %#x is not 256-byte aligned", b.Ptr)
 	data := make([]byte, 1000)
 	for i := range data {
 		data[i] = byte(i * 7)
 	}
-	if err := b.Write(data); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, b.Write(data))
 	got, err := b.Read()
-	if err != nil || !slices.Equal(got, data) {
-		t.Fatalf("round trip: %v", err)
-	}
-	if err := b.CheckGuards(); err != nil {
-		t.Error(err)
-	}
+	require.NoError(t, err)
+	require.Equal(t, data, got, "round trip")
+	assert.NoError(t, b.CheckGuards())
 	c, err := lib.Alloc("c", 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lib.CopyD2D(c.Ptr, b.Ptr, 1000); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := c.Read(); !slices.Equal(got, data) {
-		t.Error("d2d copy differs")
-	}
+	require.NoError(t, err)
+	require.NoError(t, lib.CopyD2D(c.Ptr, b.Ptr, 1000))
+	got, err = c.Read()
+	require.NoError(t, err)
+	assert.Equal(t, data, got, "d2d copy")
 
-	var e *gpapi.Error
 	// Past the end of the allocation (guards included), and nowhere.
-	if err := lib.CopyD2D(c.Ptr, b.Ptr+1000+gpapi.GuardBytes-8, 16); !errors.As(err, &e) || e.Status != gpapi.ErrInvalidArg || !strings.Contains(e.Msg, "run past the end") {
-		t.Errorf("read past an allocation: %v", err)
-	}
-	if _, err := lib.Linear(1, 0, 16, b.Ptr, 0, c.Ptr, 1, 4, 4); !errors.As(err, &e) || e.Status != gpapi.ErrInvalidArg || !strings.Contains(e.Msg, "gp_linear: x=0x10 is not device memory") {
-		t.Errorf("a kernel reading a bogus pointer: %v", err)
-	}
-	if _, err := lib.Linear(1, 0, b.Ptr, b.Ptr, 0, c.Ptr, 1, 64, 64); !errors.As(err, &e) || !strings.Contains(e.Msg, "gp_linear: w=") {
-		t.Errorf("a kernel reading past an allocation: %v", err)
-	}
-	if _, err := lib.Alloc("huge", softkernels.MaxBytes); !errors.As(err, &e) || e.Status != gpapi.ErrOutOfMemory {
-		t.Errorf("alloc beyond MaxBytes: %v", err)
-	}
-	if err := b.Free(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Write(data); err != nil {
-		t.Errorf("a neighbour of a freed buffer: %v", err)
-	}
-	if err := lib.CopyD2D(c.Ptr, b.Ptr, 8); err == nil {
-		t.Error("reading a freed buffer succeeded")
-	}
+	assertStatus(t, lib.CopyD2D(c.Ptr, b.Ptr+1000+gpapi.GuardBytes-8, 16), gpapi.ErrInvalidArg, "run past the end", "read past an allocation")
+	_, err = lib.Linear(1, 0, 16, b.Ptr, 0, c.Ptr, 1, 4, 4)
+	assertStatus(t, err, gpapi.ErrInvalidArg, "gp_linear: x=0x10 is not device memory", "a kernel reading a bogus pointer")
+	_, err = lib.Linear(1, 0, b.Ptr, b.Ptr, 0, c.Ptr, 1, 64, 64)
+	assertStatus(t, err, gpapi.ErrInvalidArg, "gp_linear: w=", "a kernel reading past an allocation")
+	_, err = lib.Alloc("huge", softkernels.MaxBytes)
+	assertStatus(t, err, gpapi.ErrOutOfMemory, "", "alloc beyond MaxBytes")
+	require.NoError(t, b.Free())
+	assert.NoError(t, c.Write(data), "a neighbour of a freed buffer")
+	assert.Error(t, lib.CopyD2D(c.Ptr, b.Ptr, 8), "reading a freed buffer")
 	f := softkernels.Funcs()
-	if st := f.Free(12345); st != int32(gpapi.ErrInvalidArg) || !strings.Contains(f.LastError(), "gp_free: ptr=0x3039") {
-		t.Errorf("gp_free(bogus) = %d %q", st, f.LastError())
-	}
-	if st := f.Free(0); st != 0 {
-		t.Errorf("gp_free(NULL) = %d", st)
-	}
-	if st := f.LastLaunch(nil, nil, nil, nil, nil, nil, 0); st != int32(gpapi.ErrInvalidArg) {
-		t.Errorf("gp_last_launch before any launch = %d", st)
+	assert.Equal(t, int32(gpapi.ErrInvalidArg), f.Free(12345), "gp_free(bogus)")
+	assert.Contains(t, f.LastError(), "gp_free: ptr=0x3039", "gp_free(bogus): last error")
+	assert.Equal(t, int32(0), f.Free(0), "gp_free(NULL)")
+	assert.Equal(t, int32(gpapi.ErrInvalidArg), f.LastLaunch(nil, nil, nil, nil, nil, nil, 0), "gp_last_launch before any launch")
+}
+
+// assertStatus: err is a *gpapi.Error with this status and a message
+// containing msg.
+func assertStatus(t *testing.T, err error, status gpapi.Status, msg, what string) {
+	t.Helper()
+	var e *gpapi.Error
+	if assert.ErrorAs(t, err, &e, what) {
+		assert.Equal(t, status, e.Status, "%s: status", what)
+		assert.Contains(t, e.Msg, msg, "%s: message", what)
 	}
 }
+
+// sameBits makes cmp.Diff compare decoded outputs bit for bit (-0 is not
+// 0), while the diff still prints them as numbers.
+var sameBits = cmp.Comparer(func(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) })
 
 // TestKernelsMatchReference: each stage's output is the float64 reference
 // on the stored inputs, rounded once to the storage type.
@@ -177,32 +151,25 @@ func TestKernelsMatchReference(t *testing.T) {
 		}
 		up := func(v []float64) *gpapi.Buffer {
 			b, err := lib.Alloc("t", len(v)*dt.Size())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := b.Write(dt.Encode(v)); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
+			require.NoError(t, b.Write(dt.Encode(v)))
 			return b
 		}
 		x, w, bias := draw(M*K), draw(N*K), draw(N)
 		xb, wb, bb, yb := up(x), up(w), up(bias), up(make([]float64, M*N))
 		for _, route := range []gpapi.Route{gpapi.RouteAuto, gpapi.RouteMFMA, gpapi.RouteVALU} {
 			l, err := lib.Linear(int32(dt), route, xb.Ptr, wb.Ptr, bb.Ptr, yb.Ptr, M, N, K)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if want := map[gpapi.Route]gpapi.Route{gpapi.RouteAuto: gpapi.RouteMFMA}[route]; want != 0 && l.Route != want || route != gpapi.RouteAuto && l.Route != route {
 				t.Errorf("route %v attested %v", route, l)
 			}
-			got, _ := yb.Read()
+			got, err := yb.Read()
+			require.NoError(t, err)
 			var want []float64
 			for m := 0; m < M; m++ {
 				want = append(want, reference.Linear(x[m*K:(m+1)*K], w, bias, N)...)
 			}
-			if !slices.Equal(got, dt.Encode(want)) {
-				t.Errorf("%v %v: linear differs from the rounded reference", dt, route)
-			}
+			assert.Empty(t, cmp.Diff(dt.Decode(dt.Encode(want)), dt.Decode(got), sameBits), "%v %v: linear (-rounded reference +got)", dt, route)
 		}
 		if _, err := lib.Linear(int32(dt), gpapi.RouteBLAS, xb.Ptr, wb.Ptr, bb.Ptr, yb.Ptr, M, N, K); err == nil {
 			t.Error("route BLAS accepted")
@@ -212,11 +179,10 @@ func TestKernelsMatchReference(t *testing.T) {
 		if _, err := lib.RMSNorm(int32(dt), xb.Ptr+uintptr(K*dt.Size()), wb.Ptr, nb.Ptr, 1, K, 1e-5); err != nil {
 			t.Fatal(err)
 		}
-		got, _ := nb.Read()
+		got, err := nb.Read()
+		require.NoError(t, err)
 		ref, _ := reference.RMSNorm(x[K:2*K], w[:K], float64(float32(1e-5)))
-		if !slices.Equal(got, dt.Encode(ref)) {
-			t.Errorf("%v: rmsnorm differs from the rounded reference", dt)
-		}
+		assert.Empty(t, cmp.Diff(dt.Decode(dt.Encode(ref)), dt.Decode(got), sameBits), "%v: rmsnorm (-rounded reference +got)", dt)
 	}
 	// Fused attention with LSE against reference.Attention.
 	const nh, nkv, hd, n = 4, 2, 8, 5
@@ -234,12 +200,8 @@ func TestKernelsMatchReference(t *testing.T) {
 	}
 	alloc := func(dt dtype.Dtype, vals []float64) *gpapi.Buffer {
 		b, err := lib.Alloc("t", len(vals)*dt.Size())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Write(dt.Encode(vals)); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, b.Write(dt.Encode(vals)))
 		return b
 	}
 	qb, kb, vb := alloc(dtype.F16, q), alloc(dtype.F16, kf), alloc(dtype.F16, vf)
@@ -249,12 +211,12 @@ func TestKernelsMatchReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	o, lse := reference.Attention(q, k, v, nh, nkv, hd, n-1, float64(scale))
-	if got, _ := ob.Read(); !slices.Equal(got, dtype.F16.Encode(o)) {
-		t.Error("attention out differs from the rounded reference")
-	}
-	if got, _ := lb.Read(); !slices.Equal(got, dtype.F32.Encode(lse)) {
-		t.Error("attention lse differs from the rounded reference")
-	}
+	gotO, err := ob.Read()
+	require.NoError(t, err)
+	assert.Empty(t, cmp.Diff(dtype.F16.Decode(dtype.F16.Encode(o)), dtype.F16.Decode(gotO), sameBits), "attention out (-rounded reference +got)")
+	gotL, err := lb.Read()
+	require.NoError(t, err)
+	assert.Empty(t, cmp.Diff(dtype.F32.Decode(dtype.F32.Encode(lse)), dtype.F32.Decode(gotL), sameBits), "attention lse (-rounded reference +got)")
 }
 
 // badCalls are invalid calls (kernels/common/gp_common.c's checks) on lib,
@@ -332,12 +294,8 @@ func buffers(t *testing.T, lib *gpapi.Lib) func(int) uintptr {
 			n, data = 12, []byte{0, 0, 0, 0, 0x70, 0x11, 0x01, 0, 0xff, 0xff, 0xff, 0xff}
 		}
 		b, err := lib.Alloc("scratch", n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Write(data); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, b.Write(data))
 		t.Cleanup(func() { b.Free() })
 		return b.Ptr
 	}

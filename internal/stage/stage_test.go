@@ -1,31 +1,32 @@
 package stage
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
 
 func TestRegistryRoundTrip(t *testing.T) {
-	if len(All()) != Count {
-		t.Fatalf("All() has %d stages, Count = %d", len(All()), Count)
-	}
+	require.Len(t, All(), Count, "All() against Count")
 	for _, s := range All() {
 		got, err := Parse(s.String())
-		if err != nil || got != s {
-			t.Errorf("Parse(%q) = %v, %v", s, got, err)
-		}
+		require.NoError(t, err, "Parse(%q)", s)
+		assert.Equal(t, s, got, "Parse(%q)", s)
 	}
-	if _, err := Parse("q"); err == nil {
-		t.Error(`Parse("q") succeeded; want an error listing the names`)
-	}
-	if Stage(99).Valid() || Stage(99).String() != "stage(99)" {
-		t.Error("out-of-range stage must be invalid and print as stage(99)")
-	}
+	_, err := Parse("q")
+	assert.ErrorContains(t, err, "q_proj", `Parse("q") must fail with an error listing the names`)
+	assert.False(t, Stage(99).Valid(), "an out-of-range stage is invalid")
+	assert.Equal(t, "stage(99)", Stage(99).String())
 }
 
 // TestOrderIsThePipeline pins the order first-divergence depends on.
 func TestOrderIsThePipeline(t *testing.T) {
 	want := []string{"x_norm", "q_proj", "k_proj", "v_proj", "q_rope", "k_rope", "kv_cache", "qk", "softmax", "pv", "attn", "attn_out"}
-	for i, s := range All() {
-		if s.String() != want[i] {
-			t.Errorf("stage %d = %s, want %s", i, s, want[i])
-		}
+	var got []string
+	for _, s := range All() {
+		got = append(got, s.String())
 	}
+	assert.Empty(t, cmp.Diff(want, got), "stage order (-want +got)")
 }

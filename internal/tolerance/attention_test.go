@@ -5,6 +5,10 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/stretchr/testify/assert"
+
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/reference"
 )
@@ -365,11 +369,6 @@ func TestExactProp(t *testing.T) {
 	inf := math.Inf(1)
 	d := []float64{1, -2, inf, inf, math.NaN(), 3, math.Inf(-1)}
 	p := []float64{1.5, -2, inf, 1, 0, math.NaN(), math.Inf(-1)}
-	got := ExactProp(d, p)
 	want := []float64{0.5, 0, 0, inf, math.NaN(), math.NaN(), 0}
-	for i := range want {
-		if math.IsNaN(want[i]) != math.IsNaN(got[i]) || (!math.IsNaN(want[i]) && got[i] != want[i]) {
-			t.Errorf("ExactProp[%d] = %v, want %v", i, got[i], want[i])
-		}
-	}
+	assert.Empty(t, cmp.Diff(want, ExactProp(d, p), cmpopts.EquateNaNs()), "ExactProp (-want +got)")
 }

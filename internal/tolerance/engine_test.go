@@ -3,8 +3,11 @@ package tolerance
 import (
 	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/reference"
@@ -13,17 +16,14 @@ import (
 func TestContractParse(t *testing.T) {
 	for _, c := range []Contract{Strict, Engine} {
 		got, err := ParseContract(c.String())
-		if err != nil || got != c {
-			t.Errorf("ParseContract(%q) = %v, %v", c.String(), got, err)
-		}
+		require.NoError(t, err, "ParseContract(%q)", c)
+		assert.Equal(t, c, got, "ParseContract(%q)", c)
 	}
-	if Strict.String() != "strict" || Engine.String() != "engine" {
-		t.Errorf("names: %q %q", Strict, Engine)
-	}
+	assert.Equal(t, []string{"strict", "engine"}, []string{Strict.String(), Engine.String()}, "contract names")
 	_, err := ParseContract("loose")
-	if err == nil || !strings.Contains(err.Error(), "strict") || !strings.Contains(err.Error(), "engine") {
-		t.Errorf("ParseContract(loose) error %v must list the valid values", err)
-	}
+	require.Error(t, err, "ParseContract(loose)")
+	assert.ErrorContains(t, err, "strict", "the error lists the valid values")
+	assert.ErrorContains(t, err, "engine", "the error lists the valid values")
 }
 
 // gemv computes y_j = x·W_j in f32 in a random order, rounding every partial
@@ -269,28 +269,19 @@ func TestEngineRMSNormCastThenMultiply(t *testing.T) {
 func TestEngineTermsShape(t *testing.T) {
 	u := dtype.BF16.UnitRoundoff()
 	k := EngineRoundings * C * u
-	if got := EngineLinear([]float64{1}, []float64{-3}, dtype.BF16)[0]; got != k*(1+4) {
-		t.Errorf("EngineLinear = %v, want %v", got, k*5)
-	}
-	if got := EngineLinear([]float64{-2}, nil, dtype.BF16)[0]; got != k*4 {
-		t.Errorf("EngineLinear no bias = %v, want %v", got, k*4)
-	}
-	s := EngineScores([]float64{-2, math.Inf(-1)}, dtype.BF16)
-	if s[0] != 2*k || s[1] != 0 {
-		t.Errorf("EngineScores = %v", s)
-	}
-	if got := EngineSoftmax([]float64{0.5}, dtype.BF16)[0]; got != 0.5*k {
-		t.Errorf("EngineSoftmax = %v", got)
-	}
-	ro := EngineRope([]float64{1, -2, 3, 4}, 1, 4, 0, dtype.BF16) // neox pairs (0,2), (1,3)
-	if ro[0] != 4*k || ro[2] != 4*k || ro[1] != 6*k || ro[3] != 6*k {
-		t.Errorf("EngineRope = %v", ro)
-	}
-	pv := EnginePV([]float64{0.25, 0.75}, [][]float64{{4}, {-4}}, []float64{-2}, 1, 1, 1, dtype.BF16)
-	if pv[0] != k*(4+2) {
-		t.Errorf("EnginePV = %v, want %v", pv[0], k*6)
-	}
-	if f := EngineRMSNorm([]float64{1}, dtype.F32)[0]; f != EngineRoundings*C*0x1p-24 {
-		t.Errorf("f32 term = %v", f)
+	for _, c := range []struct {
+		name      string
+		got, want []float64
+	}{
+		{"EngineLinear", EngineLinear([]float64{1}, []float64{-3}, dtype.BF16), []float64{k * (1 + 4)}},
+		{"EngineLinear without bias", EngineLinear([]float64{-2}, nil, dtype.BF16), []float64{k * 4}},
+		{"EngineScores (masked: 0)", EngineScores([]float64{-2, math.Inf(-1)}, dtype.BF16), []float64{2 * k, 0}},
+		{"EngineSoftmax", EngineSoftmax([]float64{0.5}, dtype.BF16), []float64{0.5 * k}},
+		// neox pairs (0,2), (1,3)
+		{"EngineRope", EngineRope([]float64{1, -2, 3, 4}, 1, 4, 0, dtype.BF16), []float64{4 * k, 6 * k, 4 * k, 6 * k}},
+		{"EnginePV", EnginePV([]float64{0.25, 0.75}, [][]float64{{4}, {-4}}, []float64{-2}, 1, 1, 1, dtype.BF16), []float64{k * (4 + 2)}},
+		{"EngineRMSNorm f32", EngineRMSNorm([]float64{1}, dtype.F32), []float64{EngineRoundings * C * 0x1p-24}},
+	} {
+		assert.Empty(t, cmp.Diff(c.want, c.got), "%s (-want +got)", c.name)
 	}
 }

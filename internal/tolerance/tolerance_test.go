@@ -5,6 +5,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/reference"
 )
@@ -73,9 +76,8 @@ func TestSoftmaxPropIsExact(t *testing.T) {
 		p2 := reference.Softmax(s2, 1, n)
 		prop := SoftmaxProp(p, ds, 1, n)
 		for i := range p {
-			if d := math.Abs(p2[i] - p[i]); d > prop[i]*(1+1e-9)+1e-300 {
-				t.Fatalf("softmax moved %g > propagated bound %g", d, prop[i])
-			}
+			require.LessOrEqual(t, math.Abs(p2[i]-p[i]), prop[i]*(1+1e-9)+1e-300,
+				"trial %d: softmax[%d] moved more than its propagated bound", trial, i)
 		}
 	}
 }
@@ -95,15 +97,12 @@ func TestRopePropIsExact(t *testing.T) {
 		y2 := reference.Rope(x2, 77, 2, 16, 1e4, layout)
 		prop := RopeProp(dx, 77, 2, 16, 1e4, layout)
 		for i := range y {
-			if d := math.Abs(y2[i] - y[i]); d > prop[i]*(1+1e-9)+1e-15 {
-				t.Fatalf("layout %d: rope moved %g > bound %g", layout, d, prop[i])
-			}
+			require.LessOrEqual(t, math.Abs(y2[i]-y[i]), prop[i]*(1+1e-9)+1e-15,
+				"layout %d: rope[%d] moved more than its propagated bound", layout, i)
 		}
 	}
 }
 
 func TestGammaGrowsWithSqrtN(t *testing.T) {
-	if r := Gamma(400) / Gamma(100); math.Abs(r-2) > 1e-12 {
-		t.Errorf("Gamma(400)/Gamma(100) = %v, want 2", r)
-	}
+	assert.InDelta(t, 2, Gamma(400)/Gamma(100), 1e-12, "Gamma(400)/Gamma(100)")
 }
