@@ -58,6 +58,13 @@ func TestArtifactsOnFailure(t *testing.T) {
 			t.Errorf("the failure message does not name %s:\n%s", p, msg)
 		}
 	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tables := gfmTables(t, string(md)); len(tables) != 1 || len(tables[0]) != 1+len(res.Stages) {
+		t.Errorf("report.md: want one GFM table of %d stage rows, got %d tables", len(res.Stages), len(tables))
+	}
 	recs, err := trace.ReadFile(filepath.Join(dir, "trace.jsonl"))
 	if err != nil {
 		t.Fatal(err)

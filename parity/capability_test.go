@@ -32,6 +32,7 @@ func needCap(t testing.TB, lib *gpapi.Lib, c gpapi.Capability) {
 	if slices.Contains(required(t), c) {
 		t.Fatalf("-parity.require=%s: %v", c, err)
 	}
+	recordSkip(t, err.Error()) // the run's account groups skips by reason
 	t.Skip(err)
 }
 

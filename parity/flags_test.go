@@ -18,7 +18,9 @@ var (
 	flagTimeout = flag.Duration("parity.timeout", 2*time.Minute,
 		"watchdog: a kernel call that does not return within this fails its stage instead of hanging")
 	flagArtifacts = flag.String("parity.artifacts", "",
-		"folder for failing cases' traces, heatmaps and the run summary (default: a parity-artifacts folder under the system temp dir)")
+		"folder for failing cases' reports, traces, heatmaps and the run summary (default: a fresh parity-artifacts/run-<time>-<pid> under the system temp dir for each run)")
+	flagList = flag.Bool("parity.list", false,
+		"print the full subtest paths of TestParity and TestMutations that -run/-skip select, then exit without running a case (go test shows a passing package's output with -v: go test ./parity -parity.list -v)")
 	flagModels = flag.String("parity.models", "",
 		"comma-separated model fixture names to run (default: all)")
 	flagSeed     = flag.Uint64("parity.seed", 1, "seed of the table-driven cases' inputs")
@@ -32,3 +34,6 @@ var (
 
 var flagSoak = flag.Duration("parity.soak", 0,
 	"keep drawing random cases (the property generator) for this long and report cases run and failures; 0 = off")
+
+var flagReplay = flag.String("parity.replay", "",
+	"TestPropertyParity runs only this case (the JSON its failure message prints), with or without rapid's fail files")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/gretacore/parity/internal/dtype"
+	"github.com/gretacore/parity/internal/gpapi"
 	"github.com/gretacore/parity/internal/harness"
 	"github.com/gretacore/parity/internal/model"
 	"pgregory.net/rapid"
@@ -40,8 +41,8 @@ func shapeGen(maxHidden int) *rapid.Generator[model.Shape] {
 
 // caseGen draws a whole case: shape, S and steps straddling boundaries, a
 // RoPE position offset (large positions stress the f32 angle), dtype,
-// route, value distribution and seed.
-func caseGen(maxHidden, maxS int) *rapid.Generator[harness.Case] {
+// route (of those the library accepts), value distribution and seed.
+func caseGen(maxHidden, maxS int, routes []gpapi.Route) *rapid.Generator[harness.Case] {
 	var around []int
 	for _, s := range sAround {
 		if s <= maxS {
@@ -55,9 +56,21 @@ func caseGen(maxHidden, maxS int) *rapid.Generator[harness.Case] {
 			Steps:     rapid.IntRange(1, 3).Draw(t, "steps"),
 			PosOffset: rapid.OneOf(rapid.Just(0), rapid.IntRange(0, 30000)).Draw(t, "pos0"),
 			Dtype:     rapid.SampledFrom(dtype.All).Draw(t, "dtype"),
-			Route:     rapid.SampledFrom(harness.Routes).Draw(t, "route"),
+			Route:     rapid.SampledFrom(routes).Draw(t, "route"),
 			Dist:      rapid.SampledFrom(harness.Dists).Draw(t, "dist"),
 			Seed:      rapid.Uint64().Draw(t, "seed"),
 		}
 	})
+}
+
+// libRoutes are the table routes (harness.Routes) the library accepts: AUTO
+// always, the forced ones only with the routes capability.
+func libRoutes(lib *gpapi.Lib) []gpapi.Route {
+	var out []gpapi.Route
+	for _, r := range harness.Routes {
+		if lib.SupportsRoute(r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }

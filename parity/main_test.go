@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -14,12 +15,43 @@ import (
 	"github.com/gretacore/parity/internal/gpapi"
 	"github.com/gretacore/parity/internal/harness"
 	"github.com/gretacore/parity/internal/model"
+	"github.com/gretacore/parity/internal/tolerance"
 )
 
+// TestMain checks the run's configuration before any test (an unknown
+// GRETA_GEMM_FORCE, -parity.models name, contract, capability, route
+// expectation or shard fails the package, listing the valid values),
+// answers -parity.list (and extends go test -list with the case paths)
+// without running a case, and ends every run with the account on stderr
+// (account_test.go): what ran, what was skipped and why, what failed and how to
+// rerun it, and where the artifacts are.
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if err := checkConfig(); err != nil {
+		fmt.Fprintf(os.Stderr, "parity: FAIL: %v\n", err)
+		os.Exit(1)
+	}
+	if *flagList {
+		os.Exit(printList(os.Stdout, os.Stderr))
+	}
 	code := m.Run()
+	if testListPattern() != "" { // go test -list: testing printed the top-level tests
+		if code == 0 {
+			code = printList(os.Stdout, os.Stderr)
+		}
+		os.Exit(code)
+	}
 	if err := writeRunSummary(); err != nil {
 		fmt.Fprintln(os.Stderr, "parity: run summary:", err)
+	}
+	a := takeAccount()
+	fmt.Fprint(os.Stderr, a.text())
+	if code == 0 && a.nothingTested() {
+		// go test shows a passing package's output only with -v; its ok
+		// line, though, says "[no tests to run]" when the output holds
+		// testing's own warning: so that nothing tested never reads as a
+		// plain ok.
+		fmt.Println("\ntesting: warning: no tests to run")
 	}
 	os.Exit(code)
 }
@@ -54,15 +86,20 @@ var suite struct {
 	once sync.Once
 	lib  *gpapi.Lib
 	skip string // why the backend cannot run, if it cannot
+	fail string // why the run cannot go on (an unknown GRETA_FAULT)
+	path string // the library path tried
 }
 
 // openLib returns the library under test, or skips the test with the
-// reason (no device / library not found at PATH / ABI mismatch); with
-// -parity.require-device the skip is a failure.
+// reason (no device / library not found at PATH / ABI mismatch) and the
+// fix; with -parity.require-device the skip is a failure. An unknown
+// GRETA_FAULT is always a failure, listing the library's faults. Every
+// test that calls it is counted in the run's account.
 func openLib(t testing.TB) *gpapi.Lib {
 	t.Helper()
 	suite.once.Do(func() {
 		path := libPath()
+		suite.path = path
 		lib, err := gpapi.Open(path)
 		var le *gpapi.LoadError
 		switch {
@@ -76,22 +113,33 @@ func openLib(t testing.TB) *gpapi.Lib {
 		}
 		n, err := lib.DeviceCount()
 		if err != nil || n == 0 {
-			suite.skip = fmt.Sprintf("%s backend: no device (gp_device_count = %d, %v)", backendKind, n, err)
+			suite.skip = fmt.Sprintf("%s backend: no device (gp_device_count = %d, %v); run on a machine with a device", backendKind, n, err)
 			return
 		}
 		if f := os.Getenv("GRETA_FAULT"); f != "" {
 			if err := lib.SetFault(f); err != nil {
-				suite.skip = fmt.Sprintf("GRETA_FAULT=%s: %v", f, err)
+				suite.fail = fmt.Sprintf("GRETA_FAULT=%s: %v", f, err)
+				if !strings.Contains(err.Error(), "valid") {
+					suite.fail += fmt.Sprintf(" (valid: %s)", strings.Join(lib.Faults(), ", "))
+				}
+				if len(lib.Faults()) == 0 {
+					suite.fail = fmt.Sprintf("GRETA_FAULT=%s: %v (library %q has no faults)", f, err, lib.Backend)
+				}
 				return
 			}
 			fmt.Fprintf(os.Stderr, "\n!!! parity: FAULT ACTIVE: GRETA_FAULT=%s — the library is deliberately broken; failures are expected !!!\n\n", f)
 		}
 		suite.lib = lib
 	})
+	countTest(t)
+	if suite.fail != "" {
+		t.Fatal(suite.fail)
+	}
 	if suite.lib == nil {
 		if *flagRequireDevice {
 			t.Fatalf("-parity.require-device: %s", suite.skip)
 		}
+		recordSkip(t, suite.skip)
 		t.Skip(suite.skip)
 	}
 	return suite.lib
@@ -142,28 +190,77 @@ func rerunCommand(t testing.TB) string {
 // loadModels returns the model fixtures, filtered by -parity.models.
 func loadModels(t testing.TB) []model.Shape {
 	t.Helper()
-	all, err := model.LoadDir(filepath.Join(moduleRoot(), "fixtures", "models"))
+	ms, err := selectedModels()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ms
+}
+
+// selectedModels returns the model fixtures -parity.models selects (all by
+// default); a name that is not a fixture is an error listing the valid ones.
+func selectedModels() ([]model.Shape, error) {
+	all, err := model.LoadDir(filepath.Join(moduleRoot(), "fixtures", "models"))
+	if err != nil {
+		return nil, err
+	}
 	if *flagModels == "" {
-		return all
+		return all, nil
 	}
 	want := map[string]bool{}
 	for _, n := range strings.Split(*flagModels, ",") {
 		want[strings.TrimSpace(n)] = true
 	}
 	var out []model.Shape
+	var valid []string
 	for _, m := range all {
+		valid = append(valid, m.Name)
 		if want[m.Name] {
 			out = append(out, m)
 			delete(want, m.Name)
 		}
 	}
 	if len(want) > 0 {
-		t.Fatalf("-parity.models names unknown fixtures: %v", want)
+		unknown := make([]string, 0, len(want))
+		for n := range want {
+			unknown = append(unknown, fmt.Sprintf("%q", n))
+		}
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("-parity.models=%s: unknown fixture %s (valid: %s)", *flagModels, strings.Join(unknown, ", "), strings.Join(valid, ", "))
 	}
-	return out
+	return out, nil
+}
+
+// checkConfig validates the flags and environment variables that select
+// what the run tests, before any test runs: a typo must fail the run, not
+// skip or silently run the defaults. GRETA_FAULT is checked against the
+// library's own faults when it loads (openLib).
+func checkConfig() error {
+	var errs []error
+	if _, err := harness.ForcedRoute(); err != nil {
+		errs = append(errs, fmt.Errorf("GRETA_GEMM_FORCE=%s is not a route (valid: MFMA, VALU, BLAS; unset for AUTO)", os.Getenv("GRETA_GEMM_FORCE")))
+	}
+	if _, err := selectedModels(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := tolerance.ParseContract(*flagContract); err != nil {
+		errs = append(errs, fmt.Errorf("-parity.contract: %v (valid: strict, engine)", err))
+	}
+	if _, err := gpapi.ParseCapabilities(*flagRequire); err != nil {
+		errs = append(errs, fmt.Errorf("-parity.require: %v", err))
+	}
+	if _, err := parseExpectRoutes(*flagExpectRoutes); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parseShard(*flagShard); err != nil {
+		errs = append(errs, err)
+	}
+	for _, f := range []string{"test.run", "test.skip"} {
+		if _, err := compileFilter(testFlag(f)); err != nil {
+			errs = append(errs, fmt.Errorf("-%s: %v", strings.TrimPrefix(f, "test."), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // runCase executes and evaluates one case and returns the result; an
@@ -174,6 +271,7 @@ func runCase(t interface{ Helper() }, lib *gpapi.Lib, c harness.Case) (*harness.
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid case %s: %w", c.Name(), err)
 	}
+	casesRun.Add(1)
 	in := harness.NewInputs(c)
 	tr, err := harness.Execute(lib, c, in, *flagTimeout)
 	if err != nil {
@@ -190,12 +288,14 @@ func checkCase(t *testing.T, lib *gpapi.Lib, c harness.Case) *harness.Result {
 	t.Helper()
 	res, err := runCase(t, lib, c)
 	if err != nil {
+		recordError(t, err)
 		t.Fatalf("%v\nrerun: %s", err, rerunCommand(t))
 	}
 	recordResult(t, res)
 	if !res.Pass() {
-		where := writeArtifacts(t, res, nil)
-		t.Errorf("decode diverges from prefill\n%s\n%s%s\nrerun: %s", res.Summary(), res.Table(), where, rerunCommand(t))
+		causes := likelyCauses(res) // signature_test.go
+		where := writeArtifacts(t, res, []string{causes})
+		t.Errorf("decode diverges from prefill\n%s\n%s%s%s\nrerun: %s", res.Summary(), res.Table(), causes, where, rerunCommand(t))
 	}
 	return res
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gretacore/parity/internal/dtype"
@@ -25,7 +26,7 @@ type mutation struct {
 	dist   harness.Dist
 	bitwis bool        // a one-ulp fault: both paths forced onto MFMA, so bitwise is required
 	first  stage.Stage // first divergence in chained mode
-	why    string      // the real bug it stands for (PRIOR-ART.md part c)
+	why    string      // the real bug it stands for (the real bug it imitates)
 }
 
 // mutations is the fault table; README.md lists it with the same stages.
@@ -78,7 +79,7 @@ func TestMutations(t *testing.T) {
 	have := lib.Faults()
 	for _, m := range mutations {
 		for _, ct := range []tolerance.Contract{tolerance.Strict, tolerance.Engine} {
-			name := m.fault + "/" + m.model + "/" + m.dt.String() + "/" + ct.String()
+			name := strings.Join(mutationPath(m, ct), "/")
 			t.Run(name, func(t *testing.T) { checkMutation(t, lib, have, m, ct) })
 		}
 	}
@@ -114,6 +115,13 @@ func checkMutation(t *testing.T, lib *gpapi.Lib, have []string, m mutation, ct t
 		t.Fatalf("negative control: %v\nrerun: %s", err, rerunCommand(t))
 	}
 	if !ctrl.Pass() {
+		// An engine that needs the engine contract fails the strict
+		// control without any fault: that is TestParity's finding, and
+		// the fault cannot be judged under strict. Under the contract the
+		// run selected (-parity.contract), a failing control is a failure.
+		if ct != contract(t) {
+			t.Skipf("negative control (no fault) fails under %s, which this run does not select (-parity.contract=%s): the fault is judged under %s only\n%s", ct, contract(t), contract(t), ctrl.Summary())
+		}
 		t.Fatalf("negative control (no fault) fails:\n%s\n%s\nrerun: %s", ctrl.Summary(), ctrl.Table(), rerunCommand(t))
 	}
 	mustSetFault(t, lib, m.fault)

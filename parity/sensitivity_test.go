@@ -36,6 +36,7 @@ func TestSensitivityFloor(t *testing.T) {
 		ct tolerance.Contract
 	}
 	floors := map[key][stage.Count]float64{}
+	unmeasured := map[key]bool{}
 	var ran [stage.Count]bool
 	for _, dt := range dtype.All {
 		for _, ct := range contracts {
@@ -46,10 +47,18 @@ func TestSensitivityFloor(t *testing.T) {
 				t.Fatal(err)
 			}
 			res := harness.Evaluate(c, in, tr)
-			if !res.Pass() {
-				t.Fatalf("the unperturbed case fails:\n%s\n%s\nrerun: %s", res.Summary(), res.Table(), rerunCommand(t))
-			}
 			ran = res.Ran
+			if !res.Pass() {
+				// No floor without a passing baseline. Under the contract
+				// the run selects that is a failure; under the other one (an
+				// engine that needs -parity.contract=engine, measured under
+				// strict) the column says so.
+				unmeasured[key{dt, ct}] = true
+				if ct == contract(t) {
+					t.Errorf("%s/%s: the unperturbed case fails:\n%s\n%s\nrerun: %s", dt, ct, res.Summary(), res.Table(), rerunCommand(t))
+				}
+				continue
+			}
 			var f [stage.Count]float64
 			for _, st := range stage.All() {
 				if !ran[st] {
@@ -75,6 +84,8 @@ func TestSensitivityFloor(t *testing.T) {
 			for _, ct := range contracts {
 				v := floors[key{dt, ct}][st]
 				switch {
+				case unmeasured[key{dt, ct}]:
+					fmt.Fprintf(&b, " fails unperturbed |")
 				case math.IsInf(v, 1):
 					fmt.Fprintf(&b, " not detected |")
 				case v <= 0x1p-39:

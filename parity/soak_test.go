@@ -22,7 +22,7 @@ func TestSoak(t *testing.T) {
 	if backendKind == "cpu" {
 		maxHidden, maxS = 320, 65
 	}
-	gen := caseGen(maxHidden, maxS)
+	gen := caseGen(maxHidden, maxS, libRoutes(lib))
 	var cases, failures atomic.Int64
 	deadline := time.Now().Add(*flagSoak)
 	for batch := 0; time.Now().Before(deadline); batch++ {

@@ -139,7 +139,7 @@ func TestJSONIsValid(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &v); err != nil {
 		t.Fatalf("-json output does not parse: %v", err)
 	}
-	if v.FirstDivergent != "q_rope" || len(v.Groups) != 2 || len(v.Groups[0].Stages) != 11 {
-		t.Errorf("-json = %+v, want first_divergent q_rope, 2 groups of 11 stages", v)
+	if v.FirstDivergent != "q_rope" || len(v.Groups) != 2 || len(v.Groups[0].Stages) != 12 {
+		t.Errorf("-json = %+v, want first_divergent q_rope, 2 groups of 12 stages (the sample holds every stage, attn included)", v)
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gretacore/parity/internal/stage"
 	"github.com/gretacore/parity/internal/tolerance"
+	"github.com/gretacore/parity/internal/trace"
 )
 
 // Check names one of the per-stage checks; a StageResult lists the ones
@@ -31,7 +32,9 @@ type StageResult struct {
 	Step  int
 	N     int // elements compared
 
-	MAE, MaxAbs, RelL2 float64 // of d − p
+	// MAE, MaxAbs and RelL2 are of d − p, computed by trace.Diff: the
+	// function tracediff uses, so both print the same numbers.
+	MAE, MaxAbs, RelL2 float64
 	// Margin is the share of the local error budget the worst element
 	// uses, after subtracting what carried input differences explain:
 	// max_j max(0, |d_j−p_j| − prop_j) / local_j (≤ 1 passes). A chained
@@ -43,6 +46,17 @@ type StageResult struct {
 	FAErrD, FAErrP float64 // max error of each path against the float64 chain reference
 	FARatio        float64 // FAErrD / (FAFactor·FAErrP + max tol) (≤ 1 passes)
 	WorstIndex     int     // element with the largest |d−p|/tol
+	// OwnMargin is max_j |d_j−p_j| / local_j, without the carried
+	// allowance: a chained stage with Margin ≤ 1 < OwnMargin passes only
+	// because upstream explains its difference (verdict "carried").
+	OwnMargin float64
+	// Local and Prop are the bounds the pair check used, per element:
+	// local(in_d) + local(in_p) under the case's contract, and the
+	// propagated allowance (nil in isolated mode). Traces record them, so
+	// tracediff judges by the same bounds. WorstDelta, WorstLocal and
+	// WorstProp are |d−p| and the two bounds at WorstIndex.
+	Local, Prop                       []float64
+	WorstDelta, WorstLocal, WorstProp float64
 	// StrictMargin and EngineMargin are the largest of the pair and
 	// reference margins under each accuracy contract (≤ 1: within it),
 	// whichever contract the checks used: a stage failing strict with
@@ -152,8 +166,7 @@ func compareStage(sr *StageResult, d, p []float64, dBits, pBits []uint32, ld, lp
 	for i := range local {
 		local[i] = tolD[i] + tolP[i]
 	}
-	var sumAbs, sumSq, sumRef, maxTol float64
-	sr.WorstIndex = -1
+	var maxTol float64
 	for i := range p {
 		if dBits[i] != pBits[i] {
 			sr.Bitwise = false
@@ -163,28 +176,14 @@ func compareStage(sr *StageResult, d, p []float64, dBits, pBits []uint32, ld, lp
 			carried = prop[i]
 		}
 		maxTol = math.Max(maxTol, local[i]+carried)
-		if d[i] == p[i] { // equal, including matching infinities (masked keys)
-			continue
-		}
-		delta := math.Abs(d[i] - p[i])
-		if math.IsNaN(delta) || math.IsInf(delta, 0) {
-			sr.fail(CheckNonFinite)
-			sr.MaxAbs, sr.Margin, sr.WorstIndex = math.Inf(1), math.Inf(1), i
-			continue
-		}
-		sumAbs += delta
-		sumSq += delta * delta
-		sumRef += p[i] * p[i]
-		sr.MaxAbs = math.Max(sr.MaxAbs, delta)
-		if m := ratio(math.Max(0, delta-carried), local[i]); m > sr.Margin || sr.WorstIndex < 0 {
-			sr.Margin, sr.WorstIndex = math.Max(sr.Margin, m), i
-		}
 	}
-	sr.MAE = sumAbs / float64(len(p))
-	if sumRef > 0 {
-		sr.RelL2 = math.Sqrt(sumSq / sumRef)
-	} else if sumSq > 0 {
-		sr.RelL2 = math.Inf(1)
+	m := trace.Diff(p, d, local, prop)
+	sr.MAE, sr.MaxAbs, sr.RelL2 = m.MAE, m.MaxAbs, m.RelL2
+	sr.Margin, sr.OwnMargin, sr.WorstIndex = m.Margin, m.OwnMargin, m.Worst
+	sr.WorstDelta, sr.WorstLocal, sr.WorstProp = m.WorstDelta, m.WorstLocal, m.WorstProp
+	sr.Local, sr.Prop = local, prop
+	if m.NonFinite > 0 {
+		sr.fail(CheckNonFinite)
 	}
 	if sr.Margin > 1 {
 		sr.fail(CheckPair)

@@ -50,6 +50,9 @@ type Options struct {
 	// the field report's "layer0/head0" table, which includes attn_out.
 	// KV-head stages are filtered by their own index.
 	Layer, Head *int
+	// IgnoreBounds judges every stage by Metric and Threshold even where
+	// the trace records the harness's bounds (see [Record.TolLocal]).
+	IgnoreBounds bool
 }
 
 // DefaultOptions returns the defaults: prefill_last vs decode0, rel L2 > 1e-2.
@@ -90,6 +93,25 @@ type StageResult struct {
 	// ShapeMismatch counts pairs whose shapes differ; their metrics are NaN.
 	ShapeMismatch int
 	Diverges      bool
+
+	// Bounded reports that every record pair of the stage carried the
+	// harness's bounds (TolLocal): the stage was judged as the harness
+	// judged it — the pair check recomputed from the bounds (Margin ≤ 1),
+	// and the checks a trace cannot recompute (bitwise, ref-decode,
+	// ref-prefill, fa, integrity) taken from the records' Checks.
+	// Otherwise it was judged by Options.Metric > Options.Threshold.
+	Bounded bool
+	// Margin and OwnMargin are [Metrics.Margin] and [Metrics.OwnMargin]
+	// (bounded stages only).
+	Margin, OwnMargin float64
+	// Checks lists the failed checks: "pair" when recomputed so, then the
+	// recorded ones (each once, in the harness's order).
+	Checks []string
+	// Verdict is ok, carried or DIVERGES, as the harness's report says it
+	// (see [Record.Verdict]): carried marks a chained stage that fails only
+	// chained (it passes in the isolated group), or, with bounds, one that
+	// passes but differs beyond its own budget because its inputs did.
+	Verdict string
 }
 
 // Value returns the metric m of the stage.
@@ -130,6 +152,9 @@ type Report struct {
 	// Warnings are pairs whose pos_id, seq_len_used or dtype differ: the
 	// comparison is then not like for like (the field report's first check).
 	Warnings []string
+	// Bounded and Unbounded count the stages judged by the recorded
+	// bounds and by the threshold.
+	Bounded, Unbounded int
 }
 
 // Diverges reports whether any group has a divergent stage.
@@ -228,14 +253,17 @@ func CompareSets(base, cand []Record, opts Options) (*Report, error) {
 	}
 
 	rep := &Report{Options: opts}
+	// The recorded bounds are those of the harness's pair check, prefill's
+	// row against a decode step; they say nothing about another pairing.
+	useBounds := !opts.IgnoreBounds && opts.Base == PhasePrefillLast && opts.Cand != PhaseReference
 	type gkey struct {
 		prompt, mode string
 		layer        int
 	}
 	type acc struct {
-		heads, n, nonFinite, shape int
-		sumAbs, sumSq, sumBaseSq   float64
-		maxAbs                     float64
+		heads, shape int
+		m            *Acc
+		checks       []string // recorded, in the order first seen
 	}
 	groups := map[gkey]map[stage.Stage]*acc{}
 	var gorder []gkey
@@ -260,34 +288,25 @@ func CompareSets(base, cand []Record, opts Options) (*Report, error) {
 		}
 		a := g[k.Stage]
 		if a == nil {
-			a = &acc{}
+			a = &acc{m: NewAcc()}
 			g[k.Stage] = a
 		}
 		a.heads++
-		if !slices.Equal(b.Shape, c.Shape) {
+		if !slices.Equal(b.Shape, c.Shape) || len(b.Values) != len(c.Values) {
 			a.shape++
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%v: shape %v in %s but %v in %s (%v)", k, b.Shape, opts.Base, c.Shape, opts.Cand, c.Source))
 			continue
 		}
-		for i, x := range b.Values {
-			y := c.Values[i]
-			d := 0.0
-			if x != y { // equal infinities match; NaN never equals anything
-				d = math.Abs(y - x)
-				if !isFinite(x) || !isFinite(y) {
-					a.nonFinite++
+		var local, prop []float64
+		if useBounds && c.TolLocal != nil {
+			local, prop = c.TolLocal, c.TolProp
+			for _, ch := range c.Checks {
+				if !slices.Contains(a.checks, ch) {
+					a.checks = append(a.checks, ch)
 				}
 			}
-			a.sumAbs += d
-			a.sumSq += float64(d * d) // float64(): no FMA fusion, so goldens match on arm64
-			if isFinite(x) {
-				a.sumBaseSq += float64(x * x)
-			}
-			if math.IsNaN(d) || d > a.maxAbs { // a NaN sticks: d > NaN is false
-				a.maxAbs = d
-			}
 		}
-		a.n += len(b.Values)
+		a.m.Add(b.Values, c.Values, local, prop)
 	}
 	for _, k := range corder {
 		if _, ok := bm[k]; !ok {
@@ -304,16 +323,28 @@ func CompareSets(base, cand []Record, opts Options) (*Report, error) {
 			if a == nil {
 				continue
 			}
-			s := StageResult{Stage: st, Heads: a.heads, N: a.n, NonFinite: a.nonFinite, ShapeMismatch: a.shape}
-			switch {
-			case a.shape > 0:
+			m := a.m.Metrics()
+			s := StageResult{Stage: st, Heads: a.heads, N: m.N, NonFinite: m.NonFinite, ShapeMismatch: a.shape,
+				MAE: m.MAE, MaxAbs: m.MaxAbs, RelL2: m.RelL2}
+			if a.shape > 0 {
 				s.MAE, s.MaxAbs, s.RelL2 = math.NaN(), math.NaN(), math.NaN()
-			case a.n > 0:
-				s.MAE = a.sumAbs / float64(a.n)
-				s.MaxAbs = a.maxAbs
-				s.RelL2 = relL2(a.sumSq, a.sumBaseSq)
 			}
-			s.Diverges = s.NonFinite > 0 || s.ShapeMismatch > 0 || s.Value(opts.Metric) > opts.Threshold
+			if m.Bounded && a.shape == 0 {
+				s.Bounded, s.Margin, s.OwnMargin = true, m.Margin, m.OwnMargin
+				if !m.Pass() {
+					s.Checks = append(s.Checks, "pair")
+				}
+				for _, ch := range a.checks {
+					if ch != "pair" {
+						s.Checks = append(s.Checks, ch)
+					}
+				}
+				s.Diverges = len(s.Checks) > 0
+				rep.Bounded++
+			} else {
+				s.Diverges = s.NonFinite > 0 || s.ShapeMismatch > 0 || s.Value(opts.Metric) > opts.Threshold
+				rep.Unbounded++
+			}
 			if s.Diverges && !g.HasFirst {
 				g.First, g.HasFirst = st, true
 			}
@@ -321,7 +352,46 @@ func CompareSets(base, cand []Record, opts Options) (*Report, error) {
 		}
 		rep.Groups = append(rep.Groups, g)
 	}
+	rep.setVerdicts()
 	return rep, nil
+}
+
+// setVerdicts gives every stage the harness's verdict: DIVERGES when it
+// fails in its own right; carried when a chained stage fails only chained
+// (the isolated group of the same prompt and layer passes it) or, with
+// bounds, passes but differs beyond its own budget (OwnMargin > 1) because
+// its inputs did; ok otherwise.
+func (r *Report) setVerdicts() {
+	type k struct {
+		prompt string
+		layer  int
+		st     stage.Stage
+	}
+	isolatedOK := map[k]bool{}
+	for _, g := range r.Groups {
+		if g.Mode == ModeIsolated {
+			for _, s := range g.Stages {
+				isolatedOK[k{g.PromptID, g.Layer, s.Stage}] = !s.Diverges
+			}
+		}
+	}
+	for gi := range r.Groups {
+		g := &r.Groups[gi]
+		for si := range g.Stages {
+			s := &g.Stages[si]
+			chained := g.Mode == ModeChained
+			switch {
+			case s.Diverges && chained && isolatedOK[k{g.PromptID, g.Layer, s.Stage}]:
+				s.Verdict = VerdictCarried
+			case s.Diverges:
+				s.Verdict = VerdictDiverges
+			case chained && s.Bounded && s.OwnMargin > 1:
+				s.Verdict = VerdictCarried
+			default:
+				s.Verdict = VerdictOK
+			}
+		}
+	}
 }
 
 // relL2 is sqrt(diffSq/baseSq); a zero baseline gives 0 when the candidate

@@ -42,15 +42,35 @@
 //   - mode (optional): "chained" (each stage fed by the previous stage of
 //     the same phase) or "isolated" (each stage fed the reference input).
 //   - backend (optional): free text such as "rocm", "cuda", "cpu".
+//   - tol_local, tol_prop (optional; decode records the harness writes):
+//     the bounds its pair check used, per element of values (same
+//     encoding, same length): tol_local = local(decode's inputs) +
+//     local(prefill's inputs) under the run's accuracy contract, tol_prop
+//     the allowance for input differences carried from upstream (chained
+//     mode only). An element passes when |decode − prefill| ≤ tol_local +
+//     tol_prop.
+//   - checks (optional): the harness's checks that failed for the stage
+//     (pair, bitwise, ref-decode, ref-prefill, fa, non-finite, integrity).
+//   - verdict (optional): the harness's verdict for the stage: "ok",
+//     "carried" or "DIVERGES".
 //
 // Unknown fields are ignored, so the harness may add fields without breaking
-// older readers.
+// older readers; records without the optional fields (older traces, an
+// engine's own) parse as before.
 //
 // # Comparison
 //
 // [Compare] pairs records of a baseline phase (default prefill_last) with a
 // candidate phase (default decode0) by (prompt_id, layer, head, stage, mode),
-// and computes per stage the MAE, max|Δ| and relative L2 error. The first
-// divergent stage is the first stage in registry order whose metric exceeds
-// the threshold; see [DefaultThreshold] for why 1e-2 on rel L2.
+// and computes per stage the MAE, max|Δ| and relative L2 error with [Acc],
+// the accumulator behind [Diff] — the function the harness's report uses,
+// so both print the same numbers. Where the decode records carry the
+// harness's bounds (tol_local), a stage is judged as the harness judged it:
+// the pair check recomputed from the bounds ([Metrics.Margin] ≤ 1) and the
+// other checks as recorded; each stage gets the harness's verdict (ok,
+// carried, DIVERGES). Stages without bounds fall back to the threshold:
+// their metric (rel L2 by default) must not exceed it; see
+// [DefaultThreshold] for why 1e-2 on rel L2 (and why it misses small
+// bugs). The first divergent stage is the first diverging stage in
+// registry order.
 package trace

@@ -53,6 +53,19 @@ type Record struct {
 	Mode       string // optional: "", "chained", "isolated"
 	Backend    string // optional
 
+	// The bounds and verdict of the check that wrote the record (optional;
+	// the harness writes them on decode records, see the package doc).
+	// TolLocal is the pair tolerance of each element, local(decode's
+	// inputs) + local(prefill's inputs); TolProp the allowance for
+	// carried input differences (chained mode; nil = none). An element
+	// passes the pair check when |decode − prefill| ≤ TolLocal + TolProp.
+	TolLocal, TolProp []float64
+	// Checks are the harness's checks that failed for the stage (pair,
+	// bitwise, ref-decode, ref-prefill, fa, non-finite, integrity); Verdict
+	// its verdict: ok, carried or DIVERGES ("" = not recorded).
+	Checks  []string
+	Verdict string
+
 	// Source is where the Reader found the record; zero for records built
 	// in memory. It is not written.
 	Source Pos
@@ -74,19 +87,30 @@ func (p Pos) String() string {
 // wire is the JSON form of Record. Required fields are pointers so that a
 // missing field is told apart from a zero one.
 type wire struct {
-	PromptID   *string `json:"prompt_id"`
-	Phase      *string `json:"phase"`
-	Layer      *int    `json:"layer"`
-	Head       *int    `json:"head"`
-	Stage      *string `json:"stage"`
-	PosID      *int    `json:"pos_id"`
-	SeqLenUsed *int    `json:"seq_len_used"`
-	DType      *string `json:"dtype"`
-	Shape      *[]int  `json:"shape"`
-	Values     *Values `json:"values"`
-	Mode       string  `json:"mode,omitempty"`
-	Backend    string  `json:"backend,omitempty"`
+	PromptID   *string  `json:"prompt_id"`
+	Phase      *string  `json:"phase"`
+	Layer      *int     `json:"layer"`
+	Head       *int     `json:"head"`
+	Stage      *string  `json:"stage"`
+	PosID      *int     `json:"pos_id"`
+	SeqLenUsed *int     `json:"seq_len_used"`
+	DType      *string  `json:"dtype"`
+	Shape      *[]int   `json:"shape"`
+	Values     *Values  `json:"values"`
+	Mode       string   `json:"mode,omitempty"`
+	Backend    string   `json:"backend,omitempty"`
+	TolLocal   *Values  `json:"tol_local,omitempty"`
+	TolProp    *Values  `json:"tol_prop,omitempty"`
+	Checks     []string `json:"checks,omitempty"`
+	Verdict    string   `json:"verdict,omitempty"`
 }
+
+// Verdicts a record may carry (Record.Verdict).
+const (
+	VerdictOK       = "ok"       // every check passed within the stage's own budget
+	VerdictCarried  = "carried"  // chained: the difference is explained by upstream (or fails only chained)
+	VerdictDiverges = "DIVERGES" // the stage fails in its own right
+)
 
 // Validate reports the first way r breaks the format, or nil. The Writer
 // calls it, so the harness cannot write a record the Reader would reject.
@@ -129,6 +153,27 @@ func (r *Record) Validate() error {
 	if n != len(r.Values) {
 		return fmt.Errorf("len(values) = %d, but shape %v holds %d", len(r.Values), r.Shape, n)
 	}
+	if r.TolLocal != nil && len(r.TolLocal) != n {
+		return fmt.Errorf("len(tol_local) = %d, want len(values) = %d", len(r.TolLocal), n)
+	}
+	if r.TolProp != nil {
+		if r.TolLocal == nil {
+			return errors.New("tol_prop without tol_local")
+		}
+		if len(r.TolProp) != n {
+			return fmt.Errorf("len(tol_prop) = %d, want len(values) = %d", len(r.TolProp), n)
+		}
+	}
+	switch r.Verdict {
+	case "", VerdictOK, VerdictCarried, VerdictDiverges:
+	default:
+		return fmt.Errorf("verdict %q, want ok, carried, DIVERGES or absent", r.Verdict)
+	}
+	for _, c := range r.Checks {
+		if c == "" {
+			return errors.New("checks holds an empty name")
+		}
+	}
 	return nil
 }
 
@@ -164,6 +209,15 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		PromptID: &r.PromptID, Phase: &r.Phase, Layer: &r.Layer, Head: &r.Head,
 		Stage: &name, PosID: &r.PosID, SeqLenUsed: &r.SeqLenUsed, DType: &r.DType,
 		Shape: &shape, Values: &vals, Mode: r.Mode, Backend: r.Backend,
+		Checks: r.Checks, Verdict: r.Verdict,
+	}
+	if r.TolLocal != nil {
+		v := Values(r.TolLocal)
+		w.TolLocal = &v
+	}
+	if r.TolProp != nil {
+		v := Values(r.TolProp)
+		w.TolProp = &v
 	}
 	return json.Marshal(w)
 }
@@ -203,6 +257,13 @@ func ParseRecord(line []byte) (Record, error) {
 		PromptID: *w.PromptID, Phase: *w.Phase, Layer: *w.Layer, Head: *w.Head,
 		Stage: st, PosID: *w.PosID, SeqLenUsed: *w.SeqLenUsed, DType: *w.DType,
 		Shape: *w.Shape, Values: []float64(*w.Values), Mode: w.Mode, Backend: w.Backend,
+		Checks: w.Checks, Verdict: w.Verdict,
+	}
+	if w.TolLocal != nil {
+		r.TolLocal = []float64(*w.TolLocal)
+	}
+	if w.TolProp != nil {
+		r.TolProp = []float64(*w.TolProp)
 	}
 	if err := r.Validate(); err != nil {
 		return Record{}, err
