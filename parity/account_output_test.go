@@ -20,9 +20,17 @@ import (
 // in dir ("" = here), with env added to a copy of this environment in
 // which GRETA_FAULT, GRETA_GEMM_FORCE and TMPDIR are cleared unless env
 // sets them. It returns the combined output and the exit code.
+//
+// The child tests the parent's library (-parity.lib first, so an explicit
+// -parity.lib in args wins): under `make test-go-asan` that is the
+// sanitized library, and the default one may not be built.
 func child(t *testing.T, dir string, env []string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
+	lib, err := filepath.Abs(libPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], append([]string{"-parity.lib", lib}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GRETA_FAULT=", "GRETA_GEMM_FORCE=", "GITHUB_STEP_SUMMARY=", "TMPDIR="+t.TempDir())
 	cmd.Env = append(cmd.Env, env...)

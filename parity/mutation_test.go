@@ -90,15 +90,7 @@ func checkMutation(t *testing.T, lib *gpapi.Lib, have []string, m mutation, ct t
 	if cap := stageCapability(m.first); cap != "" {
 		needCap(t, lib, cap)
 	}
-	if !slices.Contains(have, m.fault) {
-		// An engine adapter implements the faults its glue can express;
-		// this repo's backends must implement all of them.
-		msg := fmt.Sprintf("library %q does not implement fault %q (it has %v)", lib.Backend, m.fault, have)
-		if slices.Contains(required(t), gpapi.CapFaults) {
-			t.Fatalf("-parity.require=faults: %s", msg)
-		}
-		t.Skip(msg)
-	}
+	needFault(t, lib, have, m.fault)
 	c := harness.Case{Model: modelByName(t, m.model), S: m.s, Steps: 1, Dtype: m.dt,
 		Route: gpapi.RouteAuto, Dist: m.dist, Seed: 7, Contract: ct}
 	if m.bitwis {
@@ -177,4 +169,19 @@ func mustSetFault(t *testing.T, lib *gpapi.Lib, f string) {
 	if want := f; want != "" && lib.ActiveFault() != want {
 		t.Fatalf("gp_active_fault() = %q after gp_set_fault(%q)", lib.ActiveFault(), f)
 	}
+}
+
+// needFault skips t when the library does not implement fault: an engine
+// adapter implements the faults its glue can express. This repo's backends
+// implement all of them, so under -parity.require=faults it fails instead.
+func needFault(t *testing.T, lib *gpapi.Lib, have []string, fault string) {
+	t.Helper()
+	if slices.Contains(have, fault) {
+		return
+	}
+	msg := fmt.Sprintf("library %q does not implement fault %q (it has %v)", lib.Backend, fault, have)
+	if slices.Contains(required(t), gpapi.CapFaults) {
+		t.Fatalf("-parity.require=faults: %s", msg)
+	}
+	t.Skip(msg)
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/gretacore/parity/internal/gpapi"
 	"github.com/gretacore/parity/internal/harness"
 	"github.com/gretacore/parity/internal/stage"
-	"github.com/gretacore/parity/internal/tolerance"
 	"github.com/gretacore/parity/internal/trace"
 )
 
@@ -48,8 +47,11 @@ func TestTracediffAgreesWithHarness(t *testing.T) {
 			if cap := stageCapability(m.first); m.fault != "" && cap != "" {
 				needCap(t, lib, cap)
 			}
+			if m.fault != "" {
+				needFault(t, lib, lib.Faults(), m.fault)
+			}
 			c := harness.Case{Model: modelByName(t, m.model), S: m.s, Steps: 1, Dtype: m.dt,
-				Route: gpapi.RouteAuto, Dist: m.dist, Seed: 7, Contract: tolerance.Strict}
+				Route: gpapi.RouteAuto, Dist: m.dist, Seed: 7, Contract: contract(t)}
 			if m.bitwis {
 				needCap(t, lib, gpapi.CapRoutes)
 				c.Route = gpapi.RouteMFMA

@@ -20,7 +20,7 @@
 #   math-engine, cudnn-engine
 #                     TestParity on $GP_SMALL (default: the debug shapes)
 #   rest              every other parity test but TestParity,
-#                     TestPropertyParity and TestSoak (mutations under both
+#                     TestPropertyParity and TestSoak, -parity.contract=engine (mutations under both
 #                     contracts, sensitivity, determinism, bad arguments, ...)
 #   adapter-tests     build/torch.test: TestTorchSensitivity (flash, then
 #                     efficient) and TestTorchProperties (engine, flash,
@@ -131,7 +131,8 @@ phase() {
         log=$WORK/logs/rest.log t=$SECONDS
         (cd parity && GRETA_TORCH_SDPA=flash timeout "$(left)" "$PARITY" -test.v \
             -test.skip '^TestParity$|^TestPropertyParity$|^TestSoak$' -parity.require-device \
-            -parity.lib "$LIB" -parity.expect-routes=none -parity.artifacts "$WORK/art/rest") >"$log" 2>&1
+            -parity.lib "$LIB" -parity.expect-routes=none -parity.contract=engine \
+            -parity.artifacts "$WORK/art/rest") >"$log" 2>&1
         rc=$?
         say "rest rc=$rc pass=$(grep -c -- '--- PASS' "$log") fail=$(grep -c -- '--- FAIL' "$log") skip=$(grep -c -- '--- SKIP' "$log") $((SECONDS - t)) s"
         ;;
