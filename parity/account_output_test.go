@@ -67,7 +67,7 @@ func TestNoSilentGreen(t *testing.T) {
 		t.Skip("GRETA_FAULT / GRETA_GEMM_FORCE set for the whole run")
 	}
 	openLib(t)
-	one := "-test.run=^TestParity$/^tiny$/^fp32$/^S=2$/^auto$"
+	one := "-test.run=^TestParity$/^tiny-k90$/^fp32$/^S=2$/^auto$"
 	missing := filepath.Join(t.TempDir(), "libnope.so")
 
 	t.Run("missing library", func(t *testing.T) {
@@ -103,11 +103,11 @@ func TestNoSilentGreen(t *testing.T) {
 	})
 	t.Run("unknown model", func(t *testing.T) {
 		// Even with no library: the typo is found before anything skips.
-		out, code := child(t, "", nil, "-parity.lib", missing, "-parity.models", "tiny,llama-3-8b", one)
+		out, code := child(t, "", nil, "-parity.lib", missing, "-parity.models", "tiny-k90,llama-3-8b", one)
 		if code == 0 {
 			t.Errorf("exit 0 with -parity.models naming no fixture")
 		}
-		wantIn(t, "-parity.models", out, `unknown fixture "llama-3-8b" (valid: `, "llama3-8b", "tiny")
+		wantIn(t, "-parity.models", out, `unknown fixture "llama-3-8b" (valid: `, "llama3-8b", "tiny-k90")
 	})
 	t.Run("run selects no case", func(t *testing.T) {
 		// The issue's example: f16 (not fp16) on a shape the CPU default
@@ -154,14 +154,14 @@ func TestAccountOfAFailingRun(t *testing.T) {
 	lib := openLib(t)
 	needCap(t, lib, "faults")
 	tmp := t.TempDir()
-	run := "-test.run=^TestParity$/^tiny$/^fp16$/^S=9$/^(auto|mfma)$"
+	run := "-test.run=^TestParity$/^tiny-k90$/^fp16$/^S=9$/^(auto|mfma)$"
 	out, code := child(t, "", []string{"GRETA_FAULT=rope_pos_zero", "TMPDIR=" + tmp}, run)
 	if code == 0 {
 		t.Fatalf("a faulty run passed:\n%s", tail(out, 30))
 	}
 	wantIn(t, "failing run", out, "cases: 2 run: 0 passed, 2 failed", "failed cases by first divergence: q_rope 2",
 		"worst failing cases (largest margin first; 2 of 2):",
-		"rerun: GRETA_FAULT=rope_pos_zero go test ./parity -count=1 -run '^TestParity$/^tiny$/^fp16$/^S=9$/^auto$'",
+		"rerun: GRETA_FAULT=rope_pos_zero go test ./parity -count=1 -run '^TestParity$/^tiny-k90$/^fp16$/^S=9$/^auto$'",
 		"summary: "+filepath.Join(tmp, "parity-artifacts", "run-"))
 	m := regexp.MustCompile(`(?m)^summary: (\S+)$`).FindStringSubmatch(out)
 	if m == nil {
@@ -176,7 +176,7 @@ func TestAccountOfAFailingRun(t *testing.T) {
 	if len(tables) != 2 || len(tables[1]) != 3 || len(tables[1][0]) != 4 {
 		t.Errorf("summary.md: want a margins table and a 4-column table of the 2 failing cases, got %q", tables)
 	}
-	if _, err := os.Stat(filepath.Join(first, "TestParity_tiny_fp16_S=9_auto", "report.md")); err != nil {
+	if _, err := os.Stat(filepath.Join(first, "TestParity_tiny-k90_fp16_S=9_auto", "report.md")); err != nil {
 		t.Errorf("the failing case's report is not in the run's folder: %v", err)
 	}
 

@@ -17,10 +17,10 @@ import (
 var flagWriteSamples = flag.Bool("parity.write-samples", false,
 	"rewrite fixtures/traces/{clean,faulty}.jsonl from the harness (then: go test ./cmd/tracediff -update)")
 
-// faultyCase runs tiny/f16/S=9/auto with a fault active (restored after).
+// faultyCase runs tiny-k90/f16/S=9/auto with a fault active (restored after).
 func faultyCase(t *testing.T, lib *gpapi.Lib, fault string) *harness.Result {
 	t.Helper()
-	c := harness.Case{Model: modelByName(t, "tiny"), S: 9, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 5, Contract: contract(t)}
+	c := harness.Case{Model: modelByName(t, "tiny-k90"), S: 9, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 5, Contract: contract(t)}
 	mustSetFault(t, lib, fault)
 	defer mustSetFault(t, lib, "")
 	res, err := runCase(t, lib, c)

@@ -43,14 +43,14 @@ func TestCoreOnlyLibrary(t *testing.T) {
 		t.Fatalf("%s lacks gp_attention", lib)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run", "^(TestParity|TestMutations|TestCapabilities)$", "-test.v", "-test.count=1",
-		"-parity.lib", lib, "-parity.models", "tiny,tiny-gqa3", "-parity.artifacts", t.TempDir())
+		"-parity.lib", lib, "-parity.models", "tiny-k90,tiny-gqa3", "-parity.artifacts", t.TempDir())
 	cmd.Env = append(os.Environ(), "GRETA_FAULT=", "GRETA_GEMM_FORCE=")
 	out, err := cmd.CombinedOutput()
 	text := string(out)
 	if err != nil {
 		t.Fatalf("the suite fails on the core-only library: %v\n%s", err, tail(text, 60))
 	}
-	pass := regexp.MustCompile(`(?m)^\s*--- PASS: TestParity/tiny/\S+/S=\d+/auto`).FindAllString(text, -1)
+	pass := regexp.MustCompile(`(?m)^\s*--- PASS: TestParity/tiny-k90/\S+/S=\d+/auto`).FindAllString(text, -1)
 	if len(pass) == 0 {
 		t.Errorf("no AUTO table case passed on the core-only library:\n%s", tail(text, 60))
 	}

@@ -17,7 +17,7 @@ import (
 // developer learns to rerun until green.
 func TestDeterminism(t *testing.T) {
 	lib := openLib(t)
-	for _, name := range []string{"tiny", "tiny-qwen"} {
+	for _, name := range []string{"tiny-k90", "tiny-qwen"} {
 		m := modelByName(t, name)
 		for _, dt := range dtype.All {
 			c := harness.Case{Model: m, S: 17, Steps: 2, Dtype: dt, Route: gpapi.RouteAuto, Dist: harness.DistOutliers, Seed: 11}

@@ -17,16 +17,16 @@ import (
 //
 //	TestParity/<model>/<fp32|fp16|bf16>/S=<n>/<route>[_<option>…]
 //
-// e.g. TestParity/tiny/fp16/S=129/auto or TestParity/tiny/fp32/S=2/auto_steps=4,
+// e.g. TestParity/tiny-k90/fp16/S=129/auto or TestParity/tiny-k90/fp32/S=2/auto_steps=4,
 // and a mutation's TestMutations/<fault>/<model>/<dtype>/<contract>.
 // The model element is the fixture name, and no fixture name is a
-// substring of another, so -run 'TestParity/tiny/' selects tiny only; the
+// substring of another, so -run 'TestParity/tiny-k90/' selects tiny-k90 only; the
 // dtype element is fp32, fp16 or bf16, so -run 'TestParity//fp16/' does not
 // select bf16 (as "f16" would). S, the leaf and fault names still need
 // anchoring to select one (S=2 vs S=256, auto vs auto_steps=4, gqa_modulo vs
-// attn_gqa_modulo): -run 'TestParity/tiny/fp16/^S=2$/^auto$'. Rerun commands
+// attn_gqa_modulo): -run 'TestParity/tiny-k90/fp16/^S=2$/^auto$'. Rerun commands
 // anchor every element. Traces keep the harness's own names
-// (harness.Case.Name, prompt_id "tiny/f16/S=129/auto") and the trace
+// (harness.Case.Name, prompt_id "tiny-k90/f16/S=129/auto") and the trace
 // format's dtype spelling (f32, f16, bf16).
 
 // dtypeElem is the dtype's element of a subtest path: fp32, fp16 or bf16.

@@ -54,19 +54,12 @@ func TestCaseNamesUnique(t *testing.T) {
 	}
 }
 
-// debugFamily is the one documented overlap of fixture names: "tiny" is a
-// prefix of the other debug shapes' names (tiny-qwen, tiny-gqa3), so
-// -run 'TestParity/tiny/' selects the three of them (the debug shapes as a
-// group) and -run 'TestParity/^tiny$/' selects tiny alone (README, "Case
-// names"). Renaming the fixtures would break the names other work keys on
-// (signatures, scripts); no other overlap is allowed.
-var debugFamily = map[[2]string]bool{{"tiny", "tiny-qwen"}: true, {"tiny", "tiny-gqa3"}: true}
-
 // TestCaseNamesUnambiguous: no dtype element is a substring of another, so
 // -run 'TestParity//fp16/' runs fp16 and not bf16 (as "f16" did); no model
-// fixture name is a substring of another but the documented debug family
-// (debugFamily), and anchoring selects one model: -run 'TestParity/^tiny$/'
-// runs tiny only. No other top-level test's name contains TestParity or
+// fixture name is a substring of another (the first debug shape was renamed
+// from "tiny", a prefix of tiny-qwen and tiny-gqa3, to tiny-k90), so
+// -run 'TestParity/tiny-k90/' runs that model only, and 'TestParity/tiny'
+// the debug shapes as a family. No other top-level test's name contains TestParity or
 // TestMutations, so -run TestParity/… runs the table only.
 func TestCaseNamesUnambiguous(t *testing.T) {
 	var models []string
@@ -80,7 +73,7 @@ func TestCaseNamesUnambiguous(t *testing.T) {
 	for what, names := range map[string][]string{"model fixture": models, "dtype element": dtypes} {
 		for _, a := range names {
 			for _, b := range names {
-				if a != b && strings.Contains(b, a) && !debugFamily[[2]string{a, b}] {
+				if a != b && strings.Contains(b, a) {
 					t.Errorf("%s %q is a substring of %q: -run %q selects both", what, a, b, a)
 				}
 			}
@@ -154,22 +147,22 @@ func topLevelTests(t *testing.T) []string {
 // rules on the cases that matter: per-level unanchored elements,
 // alternation, slashes inside parentheses, and -skip.
 func TestRunFilterLikeTesting(t *testing.T) {
-	p := strings.Split("TestParity/tiny/fp16/S=129/auto_steps=4", "/")
+	p := strings.Split("TestParity/tiny-k90/fp16/S=129/auto_steps=4", "/")
 	for _, tc := range []struct {
 		run, skip string
 		want      bool
 	}{
 		{"", "", true},
 		{"TestParity", "", true},
-		{"TestParity/tiny/fp16/S=12", "", true},
-		{"^TestParity$/^tiny$/^fp16$/^S=129$/^auto$", "", false},
-		{"^TestParity$/^tiny$/^fp16$/^S=129$/^auto_steps=4$", "", true},
-		{"TestParity/tiny/f16", "", false},
-		{"TestMutations|TestParity/tiny", "", true},
-		{"TestParity/(tiny/fp16)", "", false}, // one level: "(tiny/fp16)" never matches "tiny"
-		{"TestParity/tiny/fp16/S=129/auto/deeper", "", true},
-		{"TestParity", "TestParity/tiny", false},
-		{"TestParity", "TestParity/tiny/fp16/S=129/auto_steps=4/deeper", true},
+		{"TestParity/tiny-k90/fp16/S=12", "", true},
+		{"^TestParity$/^tiny-k90$/^fp16$/^S=129$/^auto$", "", false},
+		{"^TestParity$/^tiny-k90$/^fp16$/^S=129$/^auto_steps=4$", "", true},
+		{"TestParity/tiny-k90/f16", "", false},
+		{"TestMutations|TestParity/tiny-k90", "", true},
+		{"TestParity/(tiny-k90/fp16)", "", false}, // one level: "(tiny-k90/fp16)" never matches "tiny-k90"
+		{"TestParity/tiny-k90/fp16/S=129/auto/deeper", "", true},
+		{"TestParity", "TestParity/tiny-k90", false},
+		{"TestParity", "TestParity/tiny-k90/fp16/S=129/auto_steps=4/deeper", true},
 	} {
 		run, err := compileFilter(tc.run)
 		if err != nil {
@@ -196,7 +189,7 @@ func TestListMatchesTheRun(t *testing.T) {
 		t.Skip("GRETA_FAULT / GRETA_GEMM_FORCE set for the whole run")
 	}
 	openLib(t)
-	run := "-test.run=^TestParity$/tiny/fp32/^S=9$/|^TestMutations$/^kv_slot_off$"
+	run := "-test.run=^TestParity$/tiny-k90/fp32/^S=9$/|^TestMutations$/^kv_slot_off$"
 	out, code := child(t, "", nil, "-parity.list", run)
 	if code != 0 {
 		t.Fatalf("-parity.list: exit %d\n%s", code, out)
@@ -210,7 +203,7 @@ func TestListMatchesTheRun(t *testing.T) {
 	if strings.Contains(out, "=== RUN") || strings.Contains(out, "--- ") || strings.Contains(out, "parity account") {
 		t.Errorf("-parity.list ran something:\n%s", tail(out, 20))
 	}
-	wantIn(t, "-parity.list", out, "TestParity/tiny/fp32/S=9/auto\n", "TestMutations/kv_slot_off/tiny/fp16/strict\n",
+	wantIn(t, "-parity.list", out, "TestParity/tiny-k90/fp32/S=9/auto\n", "TestMutations/kv_slot_off/tiny-k90/fp16/strict\n",
 		"parity: "+strconv.Itoa(len(listed))+" case names")
 	out, code = child(t, "", nil, "-test.v", run)
 	if code != 0 {
@@ -228,7 +221,7 @@ func TestListMatchesTheRun(t *testing.T) {
 		t.Errorf("-parity.list printed\n  %v\nthe run executed\n  %v", listed, ran)
 	}
 	out, code = child(t, "", nil, "-test.list=^TestMutations$")
-	if code != 0 || !strings.Contains(out, "TestMutations\n") || !strings.Contains(out, "TestMutations/gqa_modulo/tiny/fp16/strict\n") || strings.Contains(out, "TestParity/") {
+	if code != 0 || !strings.Contains(out, "TestMutations\n") || !strings.Contains(out, "TestMutations/gqa_modulo/tiny-k90/fp16/strict\n") || strings.Contains(out, "TestParity/") {
 		t.Errorf("go test -list ^TestMutations$ (exit %d) does not list the mutations' paths only:\n%s", code, tail(out, 10))
 	}
 }

@@ -58,7 +58,7 @@ func buildCPUVariant(t *testing.T, shim string, rename []string, defines ...stri
 // stage and path, instead of hanging the test run.
 func TestWatchdog(t *testing.T) {
 	l := buildCPUVariant(t, "hang_rmsnorm.c", []string{"gp_rmsnorm"})
-	c := harness.Case{Model: modelByName(t, "tiny"), S: 4, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 1}
+	c := harness.Case{Model: modelByName(t, "tiny-k90"), S: 4, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 1}
 	start := time.Now()
 	_, err := harness.Execute(l, c, harness.NewInputs(c), 2*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "x_norm (decode chained, step 0)") || !strings.Contains(err.Error(), "did not return within 2s") {
@@ -80,7 +80,7 @@ func TestWatchdog(t *testing.T) {
 // stage and buffer; one that leaves an output element unwritten (it still
 // holds the poison NaN) fails that stage as an integrity issue.
 func TestGuardsAndPoison(t *testing.T) {
-	c := harness.Case{Model: modelByName(t, "tiny"), S: 4, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 1}
+	c := harness.Case{Model: modelByName(t, "tiny-k90"), S: 4, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 1}
 	oob := buildCPUVariant(t, "bad_writes.c", []string{"gp_rmsnorm", "gp_linear"}, "-DOOB_WRITE")
 	_, err := harness.Execute(oob, c, harness.NewInputs(c), time.Minute)
 	if err == nil || !strings.Contains(err.Error(), "x_norm (decode chained, step 0)") || !strings.Contains(err.Error(), "out-of-bounds write past the end of decode chained x_norm") {
@@ -112,7 +112,7 @@ func TestNonFiniteInputsNeverPass(t *testing.T) {
 		if !lib.SupportsRoute(route) {
 			route = gpapi.RouteAuto
 		}
-		c := harness.Case{Model: modelByName(t, "tiny"), S: 5, Steps: 1, Dtype: dtype.F16, Route: route, Seed: 2}
+		c := harness.Case{Model: modelByName(t, "tiny-k90"), S: 5, Steps: 1, Dtype: dtype.F16, Route: route, Seed: 2}
 		in := harness.NewInputs(c)
 		x := slices.Clone(in.X)
 		x[(c.S-1)*c.Model.Hidden+3] = bad // the decoded token's row
@@ -136,7 +136,7 @@ func TestNonFiniteInputsNeverPass(t *testing.T) {
 // verdict naming the stage and the declaration, and passes when it is not
 // declared (the tolerance checks still apply to it).
 func TestBatchInvarianceDeclaration(t *testing.T) {
-	c := harness.Case{Model: modelByName(t, "tiny"), S: 33, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteMFMA, Seed: 4}
+	c := harness.Case{Model: modelByName(t, "tiny-k90"), S: 33, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteMFMA, Seed: 4}
 	run := func(lib *gpapi.Lib) *harness.Result {
 		in := harness.NewInputs(c)
 		tr, err := harness.Execute(lib, c, in, time.Minute)
@@ -176,7 +176,7 @@ func TestBatchInvarianceDeclaration(t *testing.T) {
 // tier (a split-KV decode dropping its last chunk beyond 512 keys), each
 // blamed on its stage.
 func TestCoverageTiers(t *testing.T) {
-	m := modelByName(t, "tiny")
+	m := modelByName(t, "tiny-k90")
 	for _, tc := range []struct {
 		define string
 		rename []string

@@ -15,13 +15,13 @@ import (
 
 // TestSensitivityFloor measures, per dtype, accuracy contract and stage,
 // the smallest relative error ε on one decode output element that the
-// tolerance mode detects (isolated mode, tiny model, S=17, AUTO). It prints
+// tolerance mode detects (isolated mode, tiny-k90 model, S=17, AUTO). It prints
 // the table README.md shows next to the tolerance model. The check that
 // makes it a test: every stage must detect a perturbation of 100% (ε=1) of
 // its largest element under both contracts, and kv_cache any change.
 func TestSensitivityFloor(t *testing.T) {
 	lib := openLib(t)
-	m := modelByName(t, "tiny")
+	m := modelByName(t, "tiny-k90")
 	contracts := []tolerance.Contract{tolerance.Strict, tolerance.Engine}
 	var b strings.Builder
 	b.WriteString("| stage |")

@@ -57,7 +57,7 @@ func shardOf[T any](xs []T, s shardSpec) []T {
 }
 
 // debugShape reports whether a model is one of the small debug shapes
-// (tiny, tiny-qwen, tiny-gqa3, long-ctx): harness.Matrix's "small", the
+// (tiny-k90, tiny-qwen, tiny-gqa3, long-ctx): harness.Matrix's "small", the
 // shapes whose float64 references cost next to nothing.
 func debugShape(m model.Shape) bool { return m.Hidden*m.QDim() <= 1<<16 }
 
@@ -141,7 +141,7 @@ func TestShortIsDebugShapes(t *testing.T) {
 	named := namedMatrix(harness.Matrix(shardFixtures(t), false, 1))
 	var want []string
 	for _, c := range named {
-		if c.c.Model.Name == "tiny" || c.c.Model.Name == "tiny-qwen" || c.c.Model.Name == "tiny-gqa3" || c.c.Model.Name == "long-ctx" {
+		if c.c.Model.Name == "tiny-k90" || c.c.Model.Name == "tiny-qwen" || c.c.Model.Name == "tiny-gqa3" || c.c.Model.Name == "long-ctx" {
 			want = append(want, c.c.Name())
 		}
 	}

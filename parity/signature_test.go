@@ -35,9 +35,9 @@ var signatureVariants = []struct {
 	dt    dtype.Dtype
 	route gpapi.Route
 }{
-	{"tiny", dtype.F16, gpapi.RouteAuto}, {"tiny", dtype.BF16, gpapi.RouteAuto},
+	{"tiny-k90", dtype.F16, gpapi.RouteAuto}, {"tiny-k90", dtype.BF16, gpapi.RouteAuto},
 	{"tiny-gqa3", dtype.F16, gpapi.RouteAuto}, {"tiny-qwen", dtype.F16, gpapi.RouteAuto},
-	{"tiny", dtype.F16, gpapi.RouteMFMA},
+	{"tiny-k90", dtype.F16, gpapi.RouteMFMA},
 }
 
 // sigCase is one fault on one case of the signature library.
@@ -83,7 +83,7 @@ func signatureCases(t *testing.T, lib *gpapi.Lib) []sigCase {
 			if first == nil {
 				first = m
 			}
-			if strings.HasPrefix(m.model, "tiny") {
+			if strings.HasPrefix(m.model, "tiny-k90") {
 				add(variant{m.model, m.dt, gpapi.RouteAuto})
 			}
 		}

@@ -34,7 +34,7 @@ func TestTracediffAgreesWithHarness(t *testing.T) {
 		name string
 		m    mutation
 	}
-	cases := []tc{{"clean", mutation{model: "tiny", dt: dtype.F16, s: 9, dist: harness.DistNormal}}}
+	cases := []tc{{"clean", mutation{model: "tiny-k90", dt: dtype.F16, s: 9, dist: harness.DistNormal}}}
 	for _, m := range mutations {
 		if m.model != "llama2-7b" { // the debug shapes: a real shape's float64 references take seconds
 			cases = append(cases, tc{m.fault + "/" + m.model, m})
@@ -119,11 +119,11 @@ func TestTracediffAgreesWithHarness(t *testing.T) {
 func sameNum(a, b float64) bool { return a == b || (math.IsNaN(a) && math.IsNaN(b)) }
 
 // TestHeatmapAxesExtents: a KV cache heatmap's columns are K then V of one
-// KV head, each labelled 0…head_dim-1 (tiny: 0..15), not 0..31; fused
+// KV head, each labelled 0…head_dim-1 (tiny-k90: 0..15), not 0..31; fused
 // attention's are a head's output then its LSE; and a failing kv_cache
 // case writes its heatmap with those axes.
 func TestHeatmapAxesExtents(t *testing.T) {
-	m := modelByName(t, "tiny")
+	m := modelByName(t, "tiny-k90")
 	c := harness.Case{Model: m, S: 9, Steps: 1, Dtype: dtype.F16}
 	_, col := heatmapAxes(c, stage.KVCache, m.NKVHeads, 2*m.HeadDim)
 	ticks := col.Ticks(2 * m.HeadDim)

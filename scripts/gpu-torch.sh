@@ -10,7 +10,7 @@
 # g++ against the python3 torch) unless it exists. Phases (GRETA_TORCH_SDPA = the phase's backend):
 #   probe             versions, and the LSE layout and base of SDPA's flash
 #                     and efficient kernels against float64 (sdpa_probe.py)
-#   smoke             TestParity on tiny (engine, flash); if it cannot run
+#   smoke             TestParity on tiny-k90 (engine, flash); if it cannot run
 #                     (errors, not differences) the script stops there
 #   flash-engine      TestParity, full table, -parity.contract=engine
 #   flash-strict      the same under strict
@@ -43,7 +43,7 @@ T0=$SECONDS
 OUT=${OUT:-out}
 BUILD=${BUILD:-build}
 DEADLINE=${GP_DEADLINE:-420}
-DEBUG_SHAPES=tiny,tiny-gqa3,tiny-qwen,long-ctx
+DEBUG_SHAPES=tiny-k90,tiny-gqa3,tiny-qwen,long-ctx
 SUBSET=${GP_SUBSET:-$DEBUG_SHAPES,llama3-8b}
 SMALL=${GP_SMALL:-$DEBUG_SHAPES}
 PROP_CHECKS=${GP_PROP_CHECKS:-100}
@@ -165,7 +165,7 @@ for p in "$@"; do
         log=$WORK/logs/smoke.log t=$SECONDS
         (cd parity && GRETA_TORCH_SDPA=flash timeout 120 "$PARITY" -test.v -test.run '^TestParity$' \
             -parity.require-device -parity.lib "$LIB" -parity.contract=engine -parity.expect-routes=none \
-            -parity.models tiny -parity.artifacts "$WORK/art/smoke") >"$log" 2>&1
+            -parity.models tiny-k90 -parity.artifacts "$WORK/art/smoke") >"$log" 2>&1
         rc=$?
         say "smoke rc=$rc $(leaves "$log") $((SECONDS - t)) s"
         errs=$(grep -cE 'status [0-9]+ \(|cannot load|library not found|ABI mismatch|panic:' "$log")

@@ -72,7 +72,7 @@ func Matrix(models []model.Shape, full bool, seed uint64) []Case {
 		}
 		small := m.Hidden*m.QDim() <= 1<<16
 		switch {
-		case full || (small && m.Name == "tiny"):
+		case full || (small && m.Name == "tiny-k90"):
 			for _, dt := range dtype.All {
 				for _, s := range BoundaryS {
 					for _, r := range Routes {

@@ -157,7 +157,7 @@ func TestMatrixKeepsNames(t *testing.T) {
 	for _, c := range Matrix(models, false, 1) {
 		names[c.Name()] = true
 	}
-	for _, n := range []string{"tiny/f16/S=129/auto", "tiny/f32/S=2/auto/steps=4", "tiny/bf16/S=512/valu",
+	for _, n := range []string{"tiny-k90/f16/S=129/auto", "tiny-k90/f32/S=2/auto/steps=4", "tiny-k90/bf16/S=512/valu",
 		"tiny-qwen/f16/S=9/auto/steps=3", "tiny-qwen/bf16/S=65/mfma", "llama3-8b/f16/S=2/auto",
 		"llama3-8b/f16/S=17/auto", "llama3-8b/bf16/S=9/mfma", "llama3-8b/f32/S=5/auto/steps=2"} {
 		if !names[n] {

@@ -69,12 +69,12 @@ func TestReportRendersAsGFM(t *testing.T) {
 	if err := lib.SetFault("rope_pos_prev"); err != nil {
 		t.Fatal(err)
 	}
-	c := Case{Model: softModel(t, "tiny"), S: 17, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 5}
+	c := Case{Model: softModel(t, "tiny-k90"), S: 17, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 5}
 	res := runSoft(t, lib, c)
 	if res.Pass() {
 		t.Fatal("rope_pos_prev passes on softkernels")
 	}
-	md := res.Markdown("go test ./parity -run '^TestParity$/^tiny$/^fp16$/^S=17$/^auto$'")
+	md := res.Markdown("go test ./parity -run '^TestParity$/^tiny-k90$/^fp16$/^S=17$/^auto$'")
 	tables := GFMTables(t, md)
 	if len(tables) != 1 {
 		t.Fatalf("report.md holds %d GFM tables, want 1:\n%s", len(tables), md)

@@ -55,7 +55,7 @@ func runSoft(t *testing.T, lib *gpapi.Lib, c Case) *Result {
 	return res
 }
 
-// TestSoftKernelsParity: every case of tiny and tiny-gqa3 at S = 2, 9, 65,
+// TestSoftKernelsParity: every case of tiny-k90 and tiny-gqa3 at S = 2, 9, 65,
 // 129 × f32/f16/bf16 × auto/mfma/valu passes on the pure-Go library,
 // forced routes bit for bit (it declares every stage batch invariant), and
 // the attestation shows AUTO ran MFMA for prefill and VALU for decode.
@@ -66,7 +66,7 @@ func TestSoftKernelsParity(t *testing.T) {
 			t.Fatalf("softkernels lacks capability %s", c)
 		}
 	}
-	for _, name := range []string{"tiny", "tiny-gqa3"} {
+	for _, name := range []string{"tiny-k90", "tiny-gqa3"} {
 		m := softModel(t, name)
 		for _, dt := range dtype.All {
 			for _, s := range []int{2, 9, 65, 129} {
@@ -107,7 +107,7 @@ func TestSoftKernelsParity(t *testing.T) {
 	extra := []Case{
 		{Model: qwen, S: 5, Steps: 3, Dtype: dtype.BF16, Route: gpapi.RouteAuto, Seed: 3},
 		{Model: qwen, S: 33, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteVALU, Seed: 3, PosOffset: 4000},
-		{Model: softModel(t, "tiny"), S: 9, Steps: 2, Dtype: dtype.F16, Route: gpapi.RouteMFMA, Seed: 3, FusedOnly: true},
+		{Model: softModel(t, "tiny-k90"), S: 9, Steps: 2, Dtype: dtype.F16, Route: gpapi.RouteMFMA, Seed: 3, FusedOnly: true},
 	}
 	for _, d := range Dists {
 		extra = append(extra, Case{Model: qwen, S: 17, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Dist: d, Seed: 5})
@@ -133,13 +133,13 @@ func TestSoftKernelsFaults(t *testing.T) {
 		s            int
 		first        stage.Stage
 	}{
-		{"rope_pos_prev", "tiny", dtype.F16, 17, stage.QRope},
-		{"kv_slot_off", "tiny", dtype.F16, 9, stage.KVCache},
-		{"scale_missing", "tiny", dtype.F16, 9, stage.QK},
+		{"rope_pos_prev", "tiny-k90", dtype.F16, 17, stage.QRope},
+		{"kv_slot_off", "tiny-k90", dtype.F16, 9, stage.KVCache},
+		{"scale_missing", "tiny-k90", dtype.F16, 9, stage.QK},
 		{"bias_skipped", "tiny-qwen", dtype.F16, 9, stage.QProj},
-		{"gqa_modulo", "tiny", dtype.F16, 9, stage.QK},
+		{"gqa_modulo", "tiny-k90", dtype.F16, 9, stage.QK},
 		{"gqa_modulo", "tiny-gqa3", dtype.F32, 9, stage.QK},
-		{"attn_causal_prev", "tiny", dtype.BF16, 17, stage.Attn},
+		{"attn_causal_prev", "tiny-k90", dtype.BF16, 17, stage.Attn},
 	}
 	var tested []string
 	for _, fc := range cases {
@@ -193,7 +193,7 @@ func TestSoftKernelsFaults(t *testing.T) {
 // that leaves the last element of y unwritten (it still holds the poison)
 // fails q_proj on integrity.
 func TestSoftKernelsGuardsAndPoison(t *testing.T) {
-	c := Case{Model: softModel(t, "tiny"), S: 4, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 1}
+	c := Case{Model: softModel(t, "tiny-k90"), S: 4, Steps: 1, Dtype: dtype.F16, Route: gpapi.RouteAuto, Seed: 1}
 	sz := uint64(c.Dtype.Size())
 
 	f := softkernels.Funcs()

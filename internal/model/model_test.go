@@ -26,7 +26,7 @@ func TestLoadFixtures(t *testing.T) {
 	}
 	// LoadDir sorts by name; the fixtures the tests and the README name.
 	want := []string{"gemma-2b", "llama2-7b", "llama3-8b", "long-ctx", "mistral-7b", "phi3-mini",
-		"qwen2-7b", "tiny", "tiny-gqa3", "tiny-qwen"}
+		"qwen2-7b", "tiny-gqa3", "tiny-k90", "tiny-qwen"}
 	assert.Empty(t, cmp.Diff(want, names), "fixtures (-want +got)")
 	// The real models' context lengths (config.json max_position_embeddings).
 	wantContext := map[string]int{"llama2-7b": 4096, "llama3-8b": 8192, "mistral-7b": 32768,
@@ -42,13 +42,13 @@ func TestLoadFixtures(t *testing.T) {
 
 // TestParseRoundTrip: a fixture parses into the Shape its JSON states.
 func TestParseRoundTrip(t *testing.T) {
-	data, err := os.ReadFile("../../fixtures/models/tiny.json")
+	data, err := os.ReadFile("../../fixtures/models/tiny-k90.json")
 	require.NoError(t, err)
 	got, err := Parse(data)
 	require.NoError(t, err)
-	want := Shape{Name: "tiny", Source: got.Source, Hidden: 90, NHeads: 4, NKVHeads: 2, HeadDim: 16,
+	want := Shape{Name: "tiny-k90", Source: got.Source, Hidden: 90, NHeads: 4, NKVHeads: 2, HeadDim: 16,
 		RopeTheta: 10000, RopeLayout: "neox", RMSEps: 1e-5, MaxPosition: 8192}
-	assert.Empty(t, cmp.Diff(want, got), "tiny.json (-want +got)")
+	assert.Empty(t, cmp.Diff(want, got), "tiny-k90.json (-want +got)")
 	assert.NotEmpty(t, got.Source)
 }
 

@@ -15,7 +15,7 @@ import (
 // of its signature.
 var hints = map[string]string{
 	"gemv_f16_acc":        "force decode's projections onto prefill's GEMM route (here `GRETA_GEMM_FORCE=MFMA`): a decode-GEMV accumulation fault disappears; its error grows with K",
-	"splitk_drop_tail":    "needs K % split-K ≠ 0 (tiny: K=90, split 4): a K that is a multiple of the split, or `GRETA_GEMM_FORCE=MFMA`, hides it",
+	"splitk_drop_tail":    "needs K % split-K ≠ 0 (tiny-k90: K=90, split 4): a K that is a multiple of the split, or `GRETA_GEMM_FORCE=MFMA`, hides it",
 	"bias_skipped":        "needs QKV bias (tiny-qwen, qwen2-7b): decode − prefill at q/k/v_proj is exactly −bias",
 	"round_truncate":      "one ulp: only bitwise mode (`GRETA_GEMM_FORCE=MFMA` or `VALU`) sees it; decode is always rounded toward zero",
 	"rope_wrong_layout":   "re-apply RoPE to decode's q_proj/k_proj with the other layout (neox vs interleaved): it reproduces decode's q_rope/k_rope",
@@ -437,12 +437,12 @@ func (r *Ranking) separate(c Class) []string {
 }
 
 // variant is a signature case without its S and options: model, dtype,
-// route ("tiny/f16/mfma").
+// route ("tiny-k90/f16/mfma").
 type variant struct{ model, dtype, route string }
 
 func (v variant) String() string { return v.model + "/" + v.dtype + "/" + v.route }
 
-// caseVariant reads a case name, "tiny/f16/S=9/auto/dist=large_qk".
+// caseVariant reads a case name, "tiny-k90/f16/S=9/auto/dist=large_qk".
 func caseVariant(name string) variant {
 	p := strings.Split(name, "/")
 	for len(p) < 4 {

@@ -242,7 +242,7 @@ func (l *Library) score(f *Fault, s *Signature, p *Pattern) FaultMatch {
 
 // likeness breaks ties between a fault's signatures: the observation's own
 // case first, then its model and dtype, then its model (a harness result's
-// and the harness's traces' names are case names, "tiny/f16/S=9/auto").
+// and the harness's traces' names are case names, "tiny-k90/f16/S=9/auto").
 func likeness(s *Signature, p *Pattern) int {
 	switch {
 	case s.Case == p.Name:

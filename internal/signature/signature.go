@@ -122,7 +122,7 @@ const (
 // order, the stages it fails or moves (StageSig). Stages not listed are
 // untouched in that mode; stages in NotRun were not compared.
 type Signature struct {
-	Case     string     `json:"case"` // harness.Case.Name(), e.g. "tiny/f16/S=9/auto"
+	Case     string     `json:"case"` // harness.Case.Name(), e.g. "tiny-k90/f16/S=9/auto"
 	Model    string     `json:"model"`
 	Dtype    string     `json:"dtype"`
 	NotRun   []string   `json:"not_run,omitempty"`

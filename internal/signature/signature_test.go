@@ -170,12 +170,12 @@ func TestParsePattern(t *testing.T) {
 			map[stage.Stage]bool{stage.QRope: true, stage.QK: false}},
 		{"tracediff table", `| Prompt | q_proj MAE | q_rope MAE | First divergent |
 |---|---:|---:|---|
-| tiny/f16/S=9/auto (chained) | 0.00000e+00 | **5.86009e-01** | **q_rope** |
-| tiny/f16/S=9/auto (isolated) | 0.00000e+00 | **5.86009e-01** | **q_rope** |
+| tiny-k90/f16/S=9/auto (chained) | 0.00000e+00 | **5.86009e-01** | **q_rope** |
+| tiny-k90/f16/S=9/auto (isolated) | 0.00000e+00 | **5.86009e-01** | **q_rope** |
 `, PasteOptions{},
 			map[stage.Stage]bool{stage.QProj: false, stage.QRope: true},
 			map[stage.Stage]bool{stage.QProj: false, stage.QRope: true}},
-		{"by-stage tables", `### tiny/f16/S=9/auto (layer 0)
+		{"by-stage tables", `### tiny-k90/f16/S=9/auto (layer 0)
 
 Mode: chained
 
@@ -184,7 +184,7 @@ Mode: chained
 | q_proj | 0 | 0 | 0 | no |
 | q_rope | 5.9e-01 | 2.0e+00 | 1.0e+00 | **yes** |
 
-### tiny/f16/S=9/auto (layer 0)
+### tiny-k90/f16/S=9/auto (layer 0)
 
 Mode: isolated
 

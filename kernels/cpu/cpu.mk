@@ -97,4 +97,4 @@ test-go-asan: $(CPU_ASAN_LIB) | $(BUILD)
 	$(GO) test -c -o $(BUILD)/parity-asan.test ./parity
 	cd parity && LD_PRELOAD=$(ASAN_RT) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		$(abspath $(BUILD))/parity-asan.test -parity.lib $(abspath $(CPU_ASAN_LIB)) -parity.models tiny,tiny-qwen
+		$(abspath $(BUILD))/parity-asan.test -parity.lib $(abspath $(CPU_ASAN_LIB)) -parity.models tiny-k90,tiny-qwen

@@ -92,14 +92,14 @@ func shape(t *testing.T, name string) model.Shape {
 	return model.Shape{}
 }
 
-// TestTorchSensitivity is TestSensitivityFloor's measurement (tiny, S=17,
+// TestTorchSensitivity is TestSensitivityFloor's measurement (tiny-k90, S=17,
 // AUTO, isolated mode, the largest element of each stage's decode output
 // perturbed by a relative ε) under both contracts, without stopping at a
 // failing unperturbed case: a stage that already fails is shown as
 // "fails (within engine)" or "fails (beyond engine)".
 func TestTorchSensitivity(t *testing.T) {
 	lib := openLib(t)
-	m := shape(t, "tiny")
+	m := shape(t, "tiny-k90")
 	contracts := []tolerance.Contract{tolerance.Strict, tolerance.Engine}
 	type key struct {
 		dt dtype.Dtype
