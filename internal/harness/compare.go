@@ -204,7 +204,7 @@ func compareStage(sr *StageResult, d, p []float64, dBits, pBits []uint32, ld, lp
 		sr.fail(CheckRefPrefil)
 	}
 	sr.FAErrD, sr.FAErrP = maxErr(d, chain), maxErr(p, chain)
-	sr.FARatio = ratio(sr.FAErrD, tolerance.FAFactor*sr.FAErrP+maxTol)
+	sr.FARatio = trace.Ratio(sr.FAErrD, tolerance.FAFactor*sr.FAErrP+maxTol)
 	if sr.FARatio > 1 {
 		sr.fail(CheckFA)
 	}
@@ -228,22 +228,11 @@ func contractMargin(d, p, refD, refP, tolD, tolP, prop []float64) float64 {
 		if math.IsNaN(delta) || math.IsInf(delta, 0) {
 			return math.Inf(1)
 		}
-		m = math.Max(m, ratio(math.Max(0, delta-carried), tolD[i]+tolP[i]))
+		m = math.Max(m, trace.Ratio(math.Max(0, delta-carried), tolD[i]+tolP[i]))
 	}
 	md, _ := refMargin(d, refD, tolD)
 	mp, _ := refMargin(p, refP, tolP)
 	return math.Max(m, math.Max(md, mp))
-}
-
-// ratio is a/b with 0/0 = 0 and x/0 = +Inf.
-func ratio(a, b float64) float64 {
-	if a == 0 {
-		return 0
-	}
-	if b == 0 {
-		return math.Inf(1)
-	}
-	return a / b
 }
 
 // refMargin is max |x − ref|/tol; the bool reports a non-finite x where
@@ -264,7 +253,7 @@ func refMargin(x, ref, tol []float64) (float64, bool) {
 			m = math.Inf(1)
 			continue
 		}
-		m = math.Max(m, ratio(e, tol[i]))
+		m = math.Max(m, trace.Ratio(e, tol[i]))
 	}
 	return m, nonFinite
 }

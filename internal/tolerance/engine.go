@@ -173,17 +173,12 @@ func EngineSoftmax(ref []float64, dt dtype.Dtype) []float64 {
 // u_out·Σ_j p_j·|v_jc|; split-K partials (over key ranges) stored in dtype
 // are each at most that large; a final extra rounding costs u_out·|ô|.
 func EnginePV(p []float64, vRows [][]float64, ref []float64, nHeads, nKVHeads, headDim int, dt dtype.Dtype) []float64 {
-	nkv := len(vRows)
 	out := make([]float64, len(ref))
 	for h := 0; h < nHeads; h++ {
 		kvh := reference.KVHead(h, nHeads, nKVHeads)
 		for c := 0; c < headDim; c++ {
-			var s float64
-			for j := 0; j < nkv; j++ {
-				s += math.Abs(p[h*nkv+j] * vRows[j][kvh*headDim+c])
-			}
 			i := h*headDim + c
-			out[i] = engine(s+math.Abs(ref[i]), dt)
+			out[i] = engine(absPV(p, vRows, h, kvh*headDim+c)+math.Abs(ref[i]), dt)
 		}
 	}
 	return out

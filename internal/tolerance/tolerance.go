@@ -317,12 +317,8 @@ func PV(p []float64, vRows [][]float64, ref []float64, nHeads, nKVHeads, headDim
 	for h := 0; h < nHeads; h++ {
 		kvh := reference.KVHead(h, nHeads, nKVHeads)
 		for c := 0; c < headDim; c++ {
-			var s float64
-			for j := 0; j < nkv; j++ {
-				s += math.Abs(p[h*nkv+j] * vRows[j][kvh*headDim+c])
-			}
 			i := h*headDim + c
-			tol[i] = C*(u*math.Abs(ref[i])+g*s) + floor(dt)
+			tol[i] = C*(u*math.Abs(ref[i])+g*absPV(p, vRows, h, kvh*headDim+c)) + floor(dt)
 		}
 	}
 	return tol
@@ -347,4 +343,15 @@ func PVProp(p, dp []float64, vRows, dvRows [][]float64, nHeads, nKVHeads, headDi
 		}
 	}
 	return out
+}
+
+// absPV is Σ_j |p_hj·v_jc| over the keys of vRows: the magnitude that
+// P·V's accumulation and rounding errors scale with (column col of V).
+func absPV(p []float64, vRows [][]float64, h, col int) float64 {
+	nkv := len(vRows)
+	var s float64
+	for j := 0; j < nkv; j++ {
+		s += math.Abs(p[h*nkv+j] * vRows[j][col])
+	}
+	return s
 }

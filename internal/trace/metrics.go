@@ -117,8 +117,8 @@ func (a *Acc) Add(base, cand, local, prop []float64) {
 		}
 		m := math.Inf(1)
 		if !nonFinite {
-			m = ratio(math.Max(0, d-carried), local[i])
-			a.own = math.Max(a.own, ratio(d, local[i]))
+			m = Ratio(math.Max(0, d-carried), local[i])
+			a.own = math.Max(a.own, Ratio(d, local[i]))
 		} else {
 			a.own = math.Inf(1)
 		}
@@ -176,8 +176,9 @@ func (s ksum) value() float64 {
 	return s.hi + s.lo
 }
 
-// ratio is a/b with 0/0 = 0 and x/0 = +Inf.
-func ratio(a, b float64) float64 {
+// Ratio is a/b with 0/0 = 0 and x/0 = +Inf: a margin (difference over its
+// bound), shared by the harness and tracediff.
+func Ratio(a, b float64) float64 {
 	if a == 0 {
 		return 0
 	}
