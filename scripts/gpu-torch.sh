@@ -12,13 +12,11 @@
 #                     and efficient kernels against float64 (sdpa_probe.py)
 #   smoke             TestParity on tiny-k90 (engine, flash); if it cannot run
 #                     (errors, not differences) the script stops there
-#   flash-engine      TestParity, full table, -parity.contract=engine
-#   flash-strict      the same under strict
-#   efficient-engine, efficient-strict
-#                     TestParity on $GP_SUBSET (default: the debug shapes
-#                     and llama3-8b)
-#   math-engine, cudnn-engine
-#                     TestParity on $GP_SMALL (default: the debug shapes)
+#   BACKEND-CONTRACT  TestParity, full table (every model, S, dtype), with
+#                     GRETA_TORCH_SDPA=BACKEND (flash, efficient, math,
+#                     cudnn) and -parity.contract=CONTRACT (engine, strict),
+#                     e.g. flash-engine, cudnn-strict; $GP_MODELS (a comma
+#                     list) narrows it to those models
 #   rest              every other parity test but TestParity,
 #                     TestPropertyParity and TestSoak, -parity.contract=engine (mutations under both
 #                     contracts, sensitivity, determinism, bad arguments, ...)
@@ -44,8 +42,9 @@ OUT=${OUT:-out}
 BUILD=${BUILD:-build}
 DEADLINE=${GP_DEADLINE:-420}
 DEBUG_SHAPES=tiny-k90,tiny-gqa3,tiny-qwen,long-ctx
-SUBSET=${GP_SUBSET:-$DEBUG_SHAPES,llama3-8b}
-SMALL=${GP_SMALL:-$DEBUG_SHAPES}
+# The full table in three model groups (one summary.md each).
+MODEL_GROUPS=("$DEBUG_SHAPES" llama3-8b,qwen2-7b,gemma-2b llama2-7b,mistral-7b,phi3-mini)
+[ -n "${GP_MODELS:-}" ] && MODEL_GROUPS=("$GP_MODELS")
 PROP_CHECKS=${GP_PROP_CHECKS:-100}
 PROP_EXCLUDE=${GP_PROP_EXCLUDE:-f16/large_qk}
 mkdir -p "$OUT" "$BUILD"
@@ -117,14 +116,8 @@ phase() {
         timeout 60 python3 adapters/torch/sdpa_probe.py >"$OUT/probe.log" 2>&1
         say "probe rc=$? (probe.log)"
         ;;
-    flash-engine | flash-strict)
-        table "$p" flash "${p#flash-}" "$DEBUG_SHAPES" llama3-8b,qwen2-7b,gemma-2b llama2-7b,mistral-7b,phi3-mini
-        ;;
-    efficient-engine | efficient-strict)
-        table "$p" efficient "${p#efficient-}" "$SUBSET"
-        ;;
-    math-engine | cudnn-engine)
-        table "$p" "${p%-engine}" engine "$SMALL"
+    flash-engine | flash-strict | efficient-engine | efficient-strict | math-engine | math-strict | cudnn-engine | cudnn-strict)
+        table "$p" "${p%-*}" "${p#*-}" "${MODEL_GROUPS[@]}"
         ;;
     rest)
         [ "$(left)" -ge 10 ] || { say "rest: not run, deadline"; return; }
