@@ -35,6 +35,7 @@ include kernels/cpu/cpu.mk
 include kernels/hip/hip.mk
 -include ci.mk
 -include adapters/torch/torch.mk
+-include adapters/ggml/ggml.mk
 -include signatures.mk
 
 $(BUILD):

@@ -14,6 +14,8 @@ import (
 	"github.com/yuin/goldmark/extension"
 	extast "github.com/yuin/goldmark/extension/ast"
 	"github.com/yuin/goldmark/text"
+
+	"github.com/gretacore/parity/internal/gpapi"
 )
 
 // child runs this test binary with args (testing's flags spelled -test.*)
@@ -153,6 +155,10 @@ func TestAccountOfAFailingRun(t *testing.T) {
 	}
 	lib := openLib(t)
 	needCap(t, lib, "faults")
+	// The children run a forced-route column under the default route
+	// expectation (-parity.expect-routes): a library of another engine
+	// (no forced routes) has neither.
+	needCap(t, lib, gpapi.CapRoutes)
 	tmp := t.TempDir()
 	run := "-test.run=^TestParity$/^tiny-k90$/^fp16$/^S=9$/^(auto|mfma)$"
 	out, code := child(t, "", []string{"GRETA_FAULT=rope_pos_zero", "TMPDIR=" + tmp}, run)

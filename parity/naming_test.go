@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/gretacore/parity/internal/dtype"
+	"github.com/gretacore/parity/internal/gpapi"
 	"github.com/gretacore/parity/internal/harness"
 	"github.com/gretacore/parity/internal/model"
 	"github.com/gretacore/parity/internal/tolerance"
@@ -188,7 +189,10 @@ func TestListMatchesTheRun(t *testing.T) {
 	if os.Getenv("GRETA_FAULT") != "" || os.Getenv("GRETA_GEMM_FORCE") != "" {
 		t.Skip("GRETA_FAULT / GRETA_GEMM_FORCE set for the whole run")
 	}
-	openLib(t)
+	// The children run under the default route expectation
+	// (-parity.expect-routes), which a library of another engine (no forced
+	// routes) does not meet.
+	needCap(t, openLib(t), gpapi.CapRoutes)
 	run := "-test.run=^TestParity$/tiny-k90/fp32/^S=9$/|^TestMutations$/^kv_slot_off$"
 	out, code := child(t, "", nil, "-parity.list", run)
 	if code != 0 {

@@ -57,7 +57,13 @@ func TestPropertyReplayHint(t *testing.T) {
 		t.Fatal(err)
 	}
 	fault := []string{"GRETA_FAULT=rope_pos_zero"}
-	libArg := []string{"-parity.lib", libPath()}
+	// The child runs in another folder: a relative -parity.lib must not
+	// change meaning there.
+	libAbs, err := filepath.Abs(libPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	libArg := []string{"-parity.lib", libAbs}
 	hint := regexp.MustCompile(`replay this case: (.*) -parity\.replay '([^']*)'`)
 	for _, mode := range []struct {
 		name string
