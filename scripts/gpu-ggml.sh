@@ -22,6 +22,13 @@
 #                  (errors, not differences) the script stops there
 #   engine         TestParity, full table, -parity.contract=engine
 #   strict         the same under strict
+#   engine-precf32, strict-precf32
+#                  the full table with GRETA_GGML_PREC=f32: GGML_PREC_F32 on
+#                  the projections and pv (llama.cpp's ggml_mul_mat_set_prec;
+#                  f16 mat-vec and cuBLAS accumulate in f32): the A/B of the
+#                  f16-accumulation findings
+#   engine-diagmask  TestParity on $GP_SUBSET with GRETA_GGML_DIAG_MASK=1 (qk
+#                  masked by the legacy ggml_diag_mask_inf): its finding
 #   engine-cublas32  TestParity on $GP_SUBSET with GGML_CUDA_CUBLAS_COMPUTE_TYPE=f32
 #                  (ggml's own switch: cuBLAS accumulates f16 weights in f32
 #                  instead of CUBLAS_COMPUTE_16F): the A/B of the f16 prefill
@@ -29,10 +36,12 @@
 #   engine-nopad   TestParity on $GP_SUBSET with GRETA_GGML_FA_PAD=0 (keys not
 #                  padded to 256: ggml's flash attention takes the MMA kernel
 #                  for one query too): the A/B of the vector kernel
-#   rest           every other parity test but TestParity, TestPropertyParity
+#   rest, rest-precf32
+#                  every other parity test but TestParity, TestPropertyParity
 #                  and TestSoak, -parity.contract=engine (mutations under both
 #                  contracts, sensitivity, determinism, bad arguments, ...)
-#   properties     TestPropertyParity, engine, $GP_PROP_CHECKS draws
+#   properties, properties-precf32
+#                  TestPropertyParity, engine, $GP_PROP_CHECKS draws
 #   adapter-tests  build/ggml.test: TestGgmlKernels (the attested kernel
 #                  families), TestNMSEHelper, TestGgmlNMSE on each of
 #                  $GP_NMSE_CASES (test-backend-ops' NMSE per stage)
@@ -137,29 +146,41 @@ phase() {
     engine | strict)
         table "$p" "" "$p" "$DEBUG_SHAPES" llama3-8b,qwen2-7b,gemma-2b llama2-7b,mistral-7b,phi3-mini
         ;;
+    engine-precf32 | strict-precf32)
+        table "$p" GRETA_GGML_PREC=f32 "${p%-precf32}" "$DEBUG_SHAPES" llama3-8b,qwen2-7b,gemma-2b llama2-7b,mistral-7b,phi3-mini
+        ;;
+    engine-diagmask)
+        table "$p" GRETA_GGML_DIAG_MASK=1 engine "$SUBSET"
+        ;;
     engine-cublas32)
         table "$p" GGML_CUDA_CUBLAS_COMPUTE_TYPE=f32 engine "$SUBSET"
         ;;
     engine-nopad)
         table "$p" GRETA_GGML_FA_PAD=0 engine "$SUBSET"
         ;;
-    rest)
-        [ "$(left)" -ge 10 ] || { say "rest: not run, deadline"; return; }
-        log=$WORK/logs/rest.log t=$SECONDS
-        (cd parity && timeout "$(left)" "$PARITY" -test.v \
+    rest | rest-precf32)
+        [ "$(left)" -ge 10 ] || { say "$p: not run, deadline"; return; }
+        log=$WORK/logs/$p.log t=$SECONDS
+        e=""
+        [ "$p" = rest-precf32 ] && e=GRETA_GGML_PREC=f32
+        # shellcheck disable=SC2086 # e is empty or one VAR=value word
+        (cd parity && env $e timeout "$(left)" "$PARITY" -test.v \
             -test.skip '^TestParity$|^TestPropertyParity$|^TestSoak$' -parity.require-device \
             -parity.lib "$LIB" -parity.expect-routes=none -parity.contract=engine \
-            -parity.artifacts "$WORK/art/rest") >"$log" 2>&1
+            -parity.artifacts "$WORK/art/$p") >"$log" 2>&1
         rc=$?
-        say "rest rc=$rc pass=$(grep -c -- '--- PASS' "$log") fail=$(grep -c -- '--- FAIL' "$log") skip=$(grep -c -- '--- SKIP' "$log") $((SECONDS - t)) s"
+        say "$p rc=$rc pass=$(grep -c -- '--- PASS' "$log") fail=$(grep -c -- '--- FAIL' "$log") skip=$(grep -c -- '--- SKIP' "$log") $((SECONDS - t)) s"
         ;;
-    properties)
-        [ "$(left)" -ge 10 ] || { say "properties: not run, deadline"; return; }
-        log=$WORK/logs/properties.log t=$SECONDS
-        (cd parity && timeout "$(left)" "$PARITY" -test.v -test.run '^TestPropertyParity$' \
+    properties | properties-precf32)
+        [ "$(left)" -ge 10 ] || { say "$p: not run, deadline"; return; }
+        log=$WORK/logs/$p.log t=$SECONDS
+        e=""
+        [ "$p" = properties-precf32 ] && e=GRETA_GGML_PREC=f32
+        # shellcheck disable=SC2086 # e is empty or one VAR=value word
+        (cd parity && env $e timeout "$(left)" "$PARITY" -test.v -test.run '^TestPropertyParity$' \
             -parity.require-device -parity.lib "$LIB" -parity.expect-routes=none -parity.contract=engine \
-            -rapid.checks "$PROP_CHECKS" -parity.artifacts "$WORK/art/properties") >"$log" 2>&1
-        say "properties rc=$? ($PROP_CHECKS checks, engine) $((SECONDS - t)) s: $(grep -o '\[rapid\] .*' "$log" | tail -n 1)"
+            -rapid.checks "$PROP_CHECKS" -parity.artifacts "$WORK/art/$p") >"$log" 2>&1
+        say "$p rc=$? ($PROP_CHECKS checks, engine) $((SECONDS - t)) s: $(grep -o '\[rapid\] .*' "$log" | tail -n 1)"
         ;;
     adapter-tests)
         [ "$(left)" -ge 10 ] || { say "adapter-tests: not run, deadline"; return; }
@@ -209,14 +230,17 @@ for p in "${phases[@]}"; do
 done
 wait
 
-# What comes back: the logs, each run's summary.md, every failing case's
-# report, and the traces of the debug shapes' failing cases (strict: the
-# first 8 only).
+# What comes back: the logs, each run's summary.md, and of each run's
+# failing cases the first 40 reports and the first 4 debug-shape traces
+# (a run of a thousand failures would not fit what the machine returns;
+# the logs hold every failure's first divergence and rerun command).
 pack_logs
 (cd "$WORK" && {
-    find art -name summary.md -o -name report.md
-    find art -name trace.jsonl -size -3M \( -path '*tiny*' -o -path '*long-ctx*' \) -not -path '*strict*'
-    find art -name trace.jsonl -size -3M \( -path '*tiny*' -o -path '*long-ctx*' \) -path '*strict*' | sort | head -n 8
+    find art -name summary.md
+    for d in art/*/; do
+        find "$d" -name report.md | sort | head -n 40
+        find "$d" -name trace.jsonl -size -3M \( -path '*tiny*' -o -path '*long-ctx*' \) | sort | head -n 4
+    done
 } | tar -czf "$OUT/artifacts.tgz" -T -)
 say "total $((SECONDS - T0)) s; $(ls -s "$OUT" | tr '\n' ' ')"
 grep -qE 'FAIL|rc=[1-9]|not run' "$SUMMARY" && exit 1

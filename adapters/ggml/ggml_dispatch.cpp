@@ -84,7 +84,9 @@ std::string mul_mat_kernel(bool cuda, ggml_type t, int64_t ne00, int64_t ne01, i
         }
     }
     if (mmvf) {
-        return std::string("mmvf ") + short_type(t) + tag();
+        /* mmvf.cu: f16 weights at GGML_PREC_DEFAULT accumulate in half2. */
+        const bool acc16 = t == GGML_TYPE_F16 && !prec_f32;
+        return std::string("mmvf ") + short_type(t) + (acc16 ? " acc f16" : "") + tag();
     }
     const bool mmf =
         ne00 % static_cast<int64_t>(32 * 4 / ts) == 0 && aligned && ne01 % 32 == 0 && ne11 <= 16;

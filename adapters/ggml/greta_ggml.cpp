@@ -11,7 +11,12 @@
  *   x_norm    ggml_rms_norm(x) then ggml_mul by the weight, in f32.
  *   q/k/v_proj, attn_out
  *             ggml_mul_mat(W, x) (W as stored: f32, f16 or bf16; x f32), then
- *             ggml_add of the bias in f32.
+ *             ggml_add of the bias in f32. Precision: llama.cpp's default
+ *             (GGML_PREC_DEFAULT: ggml-cuda's f16 mat-vec accumulates in
+ *             half2, its cuBLAS path computes f16 in CUBLAS_COMPUTE_16F);
+ *             GRETA_GGML_PREC=f32 sets GGML_PREC_F32 on the projections and
+ *             on pv (llama.cpp's own knob, ggml_mul_mat_set_prec), the A/B
+ *             of those findings (docs/ENGINES.md).
  *   q/k_rope  ggml_rope_ext in f32, mode NORM (0: interleaved pairs 2i, 2i+1)
  *             or GGML_ROPE_TYPE_NEOX (rotate-half), freq_base = theta, no
  *             scaling (freq_scale 1, ext_factor 0, attn_factor 1), positions
@@ -19,10 +24,13 @@
  *   kv_cache  ggml_cpy of k and v into views of the caches (rows slot..).
  *   qk        ggml_mul_mat(K view, q) with GGML_PREC_F32 (as llama.cpp sets
  *             it on kq), GQA by ggml's broadcasting (q head h reads KV head
- *             h / (n_heads / n_kv_heads)), ggml_scale, ggml_diag_mask_inf.
+ *             h / (n_heads / n_kv_heads)), ggml_scale, then an added f32
+ *             mask of 0 / -INF (llama.cpp's kq_mask; GRETA_GGML_DIAG_MASK=1:
+ *             the legacy ggml_diag_mask_inf instead, which ggml-cuda
+ *             implements as x - FLT_MAX, not -INF: a finding).
  *   softmax   ggml_soft_max_ext(scores, no mask, scale 1).
  *   pv        ggml_mul_mat(ggml_cont(V^T), probs), as llama.cpp does with a
- *             non-transposed V cache (default precision).
+ *             non-transposed V cache (default precision, or GRETA_GGML_PREC).
  *   attn      ggml_flash_attn_ext(q, K, V, mask f16 0/-INF, scale) with
  *             GGML_PREC_F32 (llama.cpp's setting); K/V in the ABI dtype. The
  *             keys are padded with zero rows to a multiple of 256, as
@@ -113,16 +121,32 @@ std::vector<uint8_t> mask_bytes(bool f16, int n_cols, int n_rows, int n_vis_keys
     return m;
 }
 
-/* s [n_kv, n_rows, heads] with keys j > n_past + i set to -INF:
- * ggml_diag_mask_inf where n_past >= 0 (it asserts that), else an added
- * host mask (a fault at position 0 only). */
+/* GRETA_GGML_DIAG_MASK=1: the causal mask of qk by ggml_diag_mask_inf. */
+bool diag_mask() {
+    const char *e = std::getenv("GRETA_GGML_DIAG_MASK");
+    return e != nullptr && std::strcmp(e, "1") == 0;
+}
+
+/* s [n_kv, n_rows, heads] with keys j > n_past + i set to -INF: an added f32
+ * host mask of 0 / -INF, as llama.cpp masks its scores (kq_mask, broadcast
+ * over the heads). GRETA_GGML_DIAG_MASK=1 uses ggml_diag_mask_inf where
+ * n_past >= 0 (it asserts that) instead: on CUDA it subtracts FLT_MAX
+ * (diagmask.cu) and leaves -3.4e38 where the ABI says -INF, which the
+ * harness's integrity check reports (docs/ENGINES.md, ggml findings). */
 ggml_tensor *causal_mask(Graph &g, ggml_tensor *s, long long n_past) {
-    if (n_past >= 0) {
+    if (n_past >= 0 && diag_mask()) {
         return ggml_diag_mask_inf(g.ctx(), s, static_cast<int>(n_past));
     }
     const int nk = static_cast<int>(s->ne[0]), nr = static_cast<int>(s->ne[1]);
     ggml_tensor *m = g.input(GGML_TYPE_F32, {nk, nr}, mask_bytes(false, nk, nr, nk, true, n_past));
     return ggml_add(g.ctx(), s, m);
+}
+
+/* GRETA_GGML_PREC=f32: GGML_PREC_F32 on the projections and pv (llama.cpp's
+ * ggml_mul_mat_set_prec); unset or "default": llama.cpp's default. */
+bool prec_f32() {
+    const char *e = std::getenv("GRETA_GGML_PREC");
+    return e != nullptr && std::strcmp(e, "f32") == 0;
 }
 
 } // namespace
@@ -229,6 +253,9 @@ extern "C" int gp_linear(int dtype, int route, const void *x, const void *w, con
     ggml_tensor *W = g.user(t, {K, N}, w, "w");
     ggml_tensor *Y = g.user(t, {N, M}, y, "y");
     ggml_tensor *mm = ggml_mul_mat(c, W, to_f32(c, X)), *r = mm;
+    if (prec_f32()) {
+        ggml_mul_mat_set_prec(mm, GGML_PREC_F32);
+    }
     const bool with_bias = bias != nullptr && !gp_fault_on(GP_FAULT_BIAS_SKIPPED, M);
     if (with_bias) {
         r = ggml_add(c, r, to_f32(c, g.user(t, {N}, bias, "bias")));
@@ -238,7 +265,7 @@ extern "C" int gp_linear(int dtype, int route, const void *x, const void *w, con
         return rc;
     }
     std::string k =
-        gp_ggml::mul_mat_kernel(!g.on_cpu(mm), t, K, N, 1, W->nb[1], W->nb[2], M, false);
+        gp_ggml::mul_mat_kernel(!g.on_cpu(mm), t, K, N, 1, W->nb[1], W->nb[2], M, prec_f32());
     gp_attest(GP_ROUTE_AUTO, 0, 0, 0, 1, (with_bias ? k + " +bias" : k).c_str());
     return GP_OK;
 }
@@ -413,12 +440,15 @@ extern "C" int gp_attn_pv(int dtype, const float *probs, const void *v_cache, vo
     }
     ggml_tensor *vt = ggml_cont(c, ggml_permute(c, v, 1, 0, 2, 3)); /* [n_kv, hd, heads] */
     ggml_tensor *o = ggml_mul_mat(c, vt, P);                        /* [hd, n_q, n_heads] */
+    if (prec_f32()) {
+        ggml_mul_mat_set_prec(o, GGML_PREC_F32);
+    }
     g.expand(ggml_cpy(c, ggml_permute(c, o, 0, 2, 1, 3), O));
     if ((rc = g.run()) != GP_OK) {
         return rc;
     }
     std::string kn = gp_ggml::mul_mat_kernel(!g.on_cpu(o), vt->type, n_kv, head_dim, vt->ne[2],
-                                             vt->nb[1], vt->nb[2], n_q, false);
+                                             vt->nb[1], vt->nb[2], n_q, prec_f32());
     gp_attest(0, 0, 0, 0, 1, ("kqv " + kn).c_str());
     return GP_OK;
 }
