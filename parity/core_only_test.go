@@ -59,6 +59,7 @@ func TestCoreOnlyLibrary(t *testing.T) {
 		"lacks capability faults (does not export gp_set_fault",
 		"lacks capability unfused (does not export gp_attn_scores",
 		"lacks capability attestation (does not export gp_last_launch)",
+		"lacks capability mlp (does not export gp_residual_add, gp_rmsnorm_offset, gp_gated_act)",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the core-only run never says %q:\n%s", want, tail(text, 60))

@@ -27,7 +27,7 @@ var (
 	flagContract = flag.String("parity.contract", "strict",
 		"accuracy contract of the local bounds: strict (f32 accumulation, one rounding to the storage dtype) or engine (plus tolerance.EngineRoundings extra roundings of intermediates; bitwise only where the library declares batch invariance)")
 	flagRequire = flag.String("parity.require", "",
-		"comma-separated capabilities whose absence fails instead of skipping (faults, attestation, d2d, routes, unfused, fused, invariance, or all)")
+		"comma-separated capabilities whose absence fails instead of skipping (faults, attestation, d2d, routes, unfused, fused, invariance, batched, mlp, or all)")
 	flagExpectRoutes = flag.String("parity.expect-routes", "prefill:mfma,decode:valu",
 		"routes AUTO must run for the projections, as prefill:ROUTE,decode:ROUTE (this repo's backends); none = report the attested routes without checking them (an engine with its own policy)")
 )

@@ -15,10 +15,10 @@ import (
 // regions switch.
 var sAround = []int{31, 32, 33, 63, 64, 65, 95, 96, 97, 127, 128, 129}
 
-// shapeGen draws an attention block: GQA/MQA/MHA head counts, head_dim in
-// {64, 80, 96, 128, 256}, and a hidden size K that is usually not a multiple
-// of the GEMM K tile (32) nor of the split-K factor (4). maxHidden bounds
-// the cost on the CPU backend.
+// shapeGen draws a layer: GQA/MQA/MHA head counts, head_dim in {64, 80, 96,
+// 128, 256}, a hidden size K that is usually not a multiple of the GEMM K
+// tile (32) nor of the split-K factor (4), and an MLP of either activation
+// and norm variant. maxHidden bounds the cost on the CPU backend.
 func shapeGen(maxHidden int) *rapid.Generator[model.Shape] {
 	return rapid.Custom(func(t *rapid.T) model.Shape {
 		nkv := rapid.SampledFrom([]int{1, 2, 4}).Draw(t, "n_kv_heads")
@@ -33,8 +33,13 @@ func shapeGen(maxHidden int) *rapid.Generator[model.Shape] {
 			RopeLayout: rapid.SampledFrom([]string{"neox", "interleaved"}).Draw(t, "rope_layout"),
 			QKVBias:    rapid.Bool().Draw(t, "qkv_bias"),
 			RMSEps:     rapid.SampledFrom([]float64{1e-5, 1e-6}).Draw(t, "rms_eps"),
+			// The MLP: an intermediate size around the 256-element K
+			// tile and the 64-wide tiles, either activation and norm.
+			IntermediateSize: rapid.IntRange(16, 3*maxHidden).Draw(t, "intermediate_size"),
+			Activation:       rapid.SampledFrom([]string{model.ActSwiGLU, model.ActGeluTanh}).Draw(t, "activation"),
+			NormWeightOffset: rapid.SampledFrom([]float64{0, 1}).Draw(t, "norm_weight_offset"),
 		}
-		s.Name = fmt.Sprintf("gen-h%d-q%d-kv%d-d%d", s.Hidden, s.NHeads, s.NKVHeads, s.HeadDim)
+		s.Name = fmt.Sprintf("gen-h%d-q%d-kv%d-d%d-i%d", s.Hidden, s.NHeads, s.NKVHeads, s.HeadDim, s.IntermediateSize)
 		return s
 	})
 }

@@ -50,6 +50,12 @@ var mutations = []mutation{
 	{"attn_lse_off_by_one", "tiny-k90", dtype.F16, 129, harness.DistNormal, false, stage.Attn, "the LSE combine stops one split early: output right, LSE wrong"},
 	{"attn_causal_prev", "tiny-k90", dtype.BF16, 17, harness.DistNormal, false, stage.Attn, "fused decode attention's causal limit at q_pos0 + i - 1: the query's own key dropped"},
 	{"attn_gqa_modulo", "tiny-gqa3", dtype.F16, 9, harness.DistNormal, false, stage.Attn, "fused attention maps head h to KV head h % n_kv_heads (group 3, 2 KV heads)"},
+	{"residual_twice", "tiny-k90", dtype.F16, 9, harness.DistNormal, false, stage.AttnRes, "the attention branch added to the residual stream twice on decode"},
+	{"act_wrong_half", "tiny-k90", dtype.F16, 9, harness.DistNormal, false, stage.Act, "SwiGLU applied to the up half of a fused gate/up pair (silu(up)·gate)"},
+	{"act_wrong_half", "tiny-gqa3", dtype.BF16, 9, harness.DistNormal, false, stage.Act, "the same with Gemma's tanh-GELU"},
+	{"post_norm_no_offset", "tiny-gqa3", dtype.F16, 9, harness.DistNormal, false, stage.PostNorm, "Gemma's RMSNorm weight 1 + w loaded as w (a Llama norm kernel on Gemma weights)"},
+	{"gemv_skip_last_k_tile", "tiny-k90", dtype.F16, 9, harness.DistNormal, false, stage.DownProj, "the decode GEMV drops its last K tile: on the debug shape only down_proj's K (290) exceeds the 256-element tile"},
+	{"gemv_skip_last_k_tile", "llama2-7b", dtype.F16, 2, harness.DistNormal, false, stage.QProj, "the same at a real shape: every projection has K > 256, q_proj is hit first"},
 }
 
 func modelByName(t *testing.T, name string) model.Shape {
@@ -93,6 +99,12 @@ func checkMutation(t *testing.T, lib *gpapi.Lib, have []string, m mutation, ct t
 	needFault(t, lib, have, m.fault)
 	c := harness.Case{Model: modelByName(t, m.model), S: m.s, Steps: 1, Dtype: m.dt,
 		Route: gpapi.RouteAuto, Dist: m.dist, Seed: 7, Contract: ct}
+	if m.first < stage.AttnRes && c.Model.Hidden*c.Model.QDim() > 1<<16 {
+		// A real shape's fault blamed in the attention block: its MLP
+		// (three 4096×11008 GEMVs) adds seconds on the CPU and nothing to
+		// the blame, which is decided before the MLP.
+		c.AttnOnly = true
+	}
 	if m.bitwis {
 		// On AUTO the GPU's decode GEMV and prefill GEMM may
 		// legitimately differ by one ulp, so a bitwise control would
@@ -157,6 +169,8 @@ func stageCapability(st stage.Stage) gpapi.Capability {
 		return gpapi.CapUnfused
 	case stage.Attn:
 		return gpapi.CapFused
+	case stage.AttnRes, stage.PostNorm, stage.GateProj, stage.UpProj, stage.Act, stage.DownProj, stage.MLPRes:
+		return gpapi.CapMLP
 	}
 	return ""
 }

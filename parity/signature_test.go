@@ -238,10 +238,31 @@ func TestSignatures(t *testing.T) {
 					t.Logf("%s: no stage of the trace passes tracediff's threshold; nothing to rank", name)
 					return
 				}
+				if f := r.res.FirstDivergence(); f != nil && !observedDiverging(p, f.Stage) {
+					// The threshold misses the stage where the harness
+					// sees the divergence start and sees only what it
+					// accumulated downstream (a one-ulp bias of every
+					// bf16 projection, carried through the MLP): the
+					// per-stage pattern cannot point at the fault.
+					t.Logf("%s: tracediff's threshold misses %s, where the divergence starts; it sees only its downstream accumulation; nothing to rank", name, f.Stage)
+					return
+				}
 				checkRanksFirst(t, gen.lib.Rank(p), r.fault, gen.lib.Explain(p))
 			})
 		}
 	}
+}
+
+// observedDiverging reports whether st diverges in any mode of p.
+func observedDiverging(p *signature.Pattern, st stage.Stage) bool {
+	for _, obs := range p.Modes {
+		for _, o := range obs {
+			if o.Stage == st && o.Diverges {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkDrift compares the generated library with the stored one, fault by

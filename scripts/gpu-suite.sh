@@ -15,7 +15,8 @@
 #               determinism, sensitivity, capabilities, artifacts)
 # The library is built first (make kernels-cuda) unless it exists. Logs go to
 # ${OUT:-out}/<phase>.log (failures and the last lines only when large) and
-# one summary line per phase to ${OUT:-out}/summary.txt. Each phase is capped
+# one summary line per phase to ${OUT:-out}/summary.txt, and each run's
+# summary.md (worst margin per stage) to ${OUT:-out}/<phase>.summary.md. Each phase is capped
 # at GP_PHASE_CAP seconds (default 280). Exit status 0 if every phase passed.
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -59,6 +60,9 @@ for phase in "$@"; do
     skip=$(grep -c -- '--- SKIP' "$log.full")
     leaves=$(grep -cE -- '--- PASS: TestParity/[^/]+/[^/]+/[^/]+/[^/ ]+ ' "$log.full")
     echo "$phase rc=$rc pass=$pass fail=$fail skip=$skip table-cases-passed=$leaves $((SECONDS - t0)) s" | tee -a "$SUMMARY"
+    # The run's summary.md (worst margin per stage, failing cases) comes back too.
+    sm=$(find "$BUILD/artifacts-$phase" -name summary.md 2>/dev/null | head -n 1)
+    [ -n "$sm" ] && cp "$sm" "$OUT/$phase.summary.md"
     if [ "$(stat -c %s "$log.full")" -gt 3000000 ]; then
         { grep -E -- '--- FAIL|within engine|first divergence|panic' "$log.full" | head -n 2000; tail -n 200 "$log.full"; } >"$log"
         rm -f "$log.full"

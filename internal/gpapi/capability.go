@@ -24,10 +24,12 @@ const (
 	CapUnfused     Capability = "unfused"     // gp_attn_scores, gp_softmax, gp_attn_pv
 	CapFused       Capability = "fused"       // gp_attention
 	CapInvariance  Capability = "invariance"  // gp_batch_invariant_stages
+	CapBatched     Capability = "batched"     // gp_kv_append_batched, gp_attention_batched: B sequences per call
+	CapMLP         Capability = "mlp"         // gp_residual_add, gp_rmsnorm_offset, gp_gated_act: the rest of the layer
 )
 
 // Capabilities lists every capability in a fixed order.
-var Capabilities = []Capability{CapFaults, CapAttestation, CapD2D, CapRoutes, CapUnfused, CapFused, CapInvariance}
+var Capabilities = []Capability{CapFaults, CapAttestation, CapD2D, CapRoutes, CapUnfused, CapFused, CapInvariance, CapMLP, CapBatched}
 
 // ParseCapabilities parses a comma-separated list ("all" = every one).
 func ParseCapabilities(s string) ([]Capability, error) {
@@ -72,6 +74,8 @@ func (l *Lib) capSymbols() map[Capability][]struct {
 		CapUnfused:     {{&l.attnScores, "gp_attn_scores"}, {&l.softmax, "gp_softmax"}, {&l.attnPV, "gp_attn_pv"}},
 		CapFused:       {{&l.attention, "gp_attention"}},
 		CapInvariance:  {{&l.batchInvariantStages, "gp_batch_invariant_stages"}},
+		CapBatched:     {{&l.kvAppendBatched, "gp_kv_append_batched"}, {&l.attentionBatched, "gp_attention_batched"}},
+		CapMLP:         {{&l.residualAdd, "gp_residual_add"}, {&l.rmsnormOffset, "gp_rmsnorm_offset"}, {&l.gatedAct, "gp_gated_act"}},
 	}
 }
 

@@ -68,6 +68,17 @@ type Funcs struct {
 	// ---- "invariance" ----
 
 	BatchInvariantStages func() string
+
+	// ---- "batched" ----
+
+	KVAppendBatched  func(dtype int32, k, v, kCache, vCache uintptr, b, kvWidth int32, slot uintptr, capacity int32) int32
+	AttentionBatched func(dtype int32, q, kCache, vCache, out, lse uintptr, b int32, kvStart, kvLen uintptr, capacity, nHeads, nKVHeads, headDim int32, scale float32) int32
+
+	// ---- "mlp" ----
+
+	ResidualAdd   func(dtype int32, a, b, y uintptr, rows, width int32) int32
+	RMSNormOffset func(dtype int32, x, w, y uintptr, rows, dim int32, eps, wOffset float32) int32
+	GatedAct      func(dtype, kind int32, gate, up, y uintptr, rows, width int32) int32
 }
 
 // bySymbol maps each C symbol name to a pointer to f's field for it.
@@ -99,6 +110,11 @@ func (f *Funcs) bySymbol() map[string]any {
 		"gp_attn_pv":                &f.AttnPV,
 		"gp_attention":              &f.Attention,
 		"gp_batch_invariant_stages": &f.BatchInvariantStages,
+		"gp_kv_append_batched":      &f.KVAppendBatched,
+		"gp_attention_batched":      &f.AttentionBatched,
+		"gp_residual_add":           &f.ResidualAdd,
+		"gp_rmsnorm_offset":         &f.RMSNormOffset,
+		"gp_gated_act":              &f.GatedAct,
 	}
 }
 

@@ -126,6 +126,16 @@ type Lib struct {
 	attention func(dtype int32, q, kCache, vCache, out, lse uintptr, nQ, nKV, nHeads, nKVHeads, headDim, qPos0 int32, scale float32, causal int32) int32
 	// const char *gp_batch_invariant_stages(void);
 	batchInvariantStages func() string
+	// int gp_kv_append_batched(int dtype, const void *k, const void *v, void *k_cache, void *v_cache, int B, int kv_width, const int32_t *slot, int capacity);
+	kvAppendBatched func(dtype int32, k, v, kCache, vCache uintptr, b, kvWidth int32, slot uintptr, capacity int32) int32
+	// int gp_attention_batched(int dtype, const void *q, const void *k_cache, const void *v_cache, void *out, float *lse, int B, const int32_t *kv_start, const int32_t *kv_len, int capacity, int n_heads, int n_kv_heads, int head_dim, float scale);
+	attentionBatched func(dtype int32, q, kCache, vCache, out, lse uintptr, b int32, kvStart, kvLen uintptr, capacity, nHeads, nKVHeads, headDim int32, scale float32) int32
+	// int gp_residual_add(int dtype, const void *a, const void *b, void *y, int rows, int width);
+	residualAdd func(dtype int32, a, b, y uintptr, rows, width int32) int32
+	// int gp_rmsnorm_offset(int dtype, const void *x, const void *w, void *y, int rows, int dim, float eps, float w_offset);
+	rmsnormOffset func(dtype int32, x, w, y uintptr, rows, dim int32, eps, wOffset float32) int32
+	// int gp_gated_act(int dtype, int kind, const void *gate, const void *up, void *y, int rows, int width);
+	gatedAct func(dtype, kind int32, gate, up, y uintptr, rows, width int32) int32
 }
 
 // Open loads the library at path, checks gp_abi_version() == ABIVersion

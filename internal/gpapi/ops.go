@@ -63,6 +63,25 @@ func (r RopeLayout) String() string {
 	return "neox"
 }
 
+// Act is a gp_act: the gated activation of gp_gated_act.
+type Act int32
+
+// Gated activations.
+const (
+	ActSwiGLU   Act = 0 // silu(gate)·up
+	ActGeluTanh Act = 1 // tanh-GELU(gate)·up
+)
+
+func (a Act) String() string {
+	switch a {
+	case ActSwiGLU:
+		return "swiglu"
+	case ActGeluTanh:
+		return "gelu_tanh"
+	}
+	return fmt.Sprintf("act(%d)", int32(a))
+}
+
 // Launch is a route attestation: what gp_last_launch says ran.
 type Launch struct {
 	Route  Route
@@ -179,6 +198,28 @@ func (l *Lib) Attention(dt int32, q, kCache, vCache, out, lse uintptr, nQ, nKV, 
 	}
 	return l.callCap(CapFused, "gp_attention", func() int32 {
 		return l.attention(dt, q, kCache, vCache, out, lse, int32(nQ), int32(nKV), int32(nHeads), int32(nKVHeads), int32(headDim), int32(qPos0), scale, c)
+	})
+}
+
+// ResidualAdd calls gp_residual_add: y = a + b, rows × width.
+func (l *Lib) ResidualAdd(dt int32, a, b, y uintptr, rows, width int) (Launch, error) {
+	return l.callCap(CapMLP, "gp_residual_add", func() int32 {
+		return l.residualAdd(dt, a, b, y, int32(rows), int32(width))
+	})
+}
+
+// RMSNormOffset calls gp_rmsnorm_offset: gp_rmsnorm with the weight
+// (wOffset + w), 0 or Gemma's 1.
+func (l *Lib) RMSNormOffset(dt int32, x, w, y uintptr, rows, dim int, eps, wOffset float32) (Launch, error) {
+	return l.callCap(CapMLP, "gp_rmsnorm_offset", func() int32 {
+		return l.rmsnormOffset(dt, x, w, y, int32(rows), int32(dim), eps, wOffset)
+	})
+}
+
+// GatedAct calls gp_gated_act: y = act(gate)·up, rows × width.
+func (l *Lib) GatedAct(dt int32, kind Act, gate, up, y uintptr, rows, width int) (Launch, error) {
+	return l.callCap(CapMLP, "gp_gated_act", func() int32 {
+		return l.gatedAct(dt, int32(kind), gate, up, y, int32(rows), int32(width))
 	})
 }
 

@@ -57,7 +57,15 @@ type Case struct {
 	// FusedOnly runs only the fused attention stage: the unfused path's
 	// [n_heads, P, P] f32 score matrix would be gigabytes at long context.
 	FusedOnly bool
+	// AttnOnly runs the attention block only, not the MLP stages: the CPU
+	// table's real shapes run their 14336-wide MLP on one case each, the
+	// rest of their cases on the attention block.
+	AttnOnly bool
 }
+
+// RunsMLP reports whether the case runs the MLP stages (the library must
+// also have the "mlp" capability).
+func (c Case) RunsMLP() bool { return c.Model.HasMLP() && !c.AttnOnly }
 
 // P is the number of prefill tokens.
 func (c Case) P() int { return c.S + c.Steps - 1 }
@@ -71,7 +79,7 @@ func (c Case) RequireBitwise() bool {
 
 // Name is the subtest name, e.g. "llama3-8b/f16/S=129/auto"; options that
 // differ from the defaults are appended ("/steps=3", "/dist=outliers",
-// "/pos0=4095", "/fused-only", "/bitwise", "/fault=...").
+// "/pos0=4095", "/fused-only", "/attn-only", "/bitwise", "/fault=...").
 func (c Case) Name() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s/%s/S=%d/%s", c.Model.Name, c.Dtype, c.S, caseOptions(c, "/"))
@@ -87,7 +95,7 @@ func (c Case) Name() string {
 // Leaf is the last element of the table's subtest path [model, dtype,
 // "S=..", leaf]: the route, then the options that differ from the defaults,
 // joined by "_" ("auto", "auto_steps=4", "auto_dist=outliers",
-// "mfma_pos0=4095", "auto_fused-only"). Bitwise and Fault are left out: the
+// "mfma_pos0=4095", "auto_fused-only", "auto_attn-only"). Bitwise and Fault are left out: the
 // table sets them for a whole run, not per case.
 func (c Case) Leaf() string { return caseOptions(c, "_") }
 

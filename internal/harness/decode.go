@@ -131,20 +131,35 @@ func int32Bytes(v int32) []byte {
 // cacheIntegrity reports cache rows other than r that the append changed,
 // and row r if it still holds poison (never written).
 func cacheIntegrity(dt dtype.Dtype, before, after [2][]byte, r, kvd int, mode Path, step int) []Issue {
+	return cacheWrites(dt, before, after, []int{r}, kvd, mode, step)
+}
+
+// cacheWrites is cacheIntegrity for an append that owns the cache rows
+// slots (a chunk's rows, a batch's one row per sequence): every other row
+// must be unchanged, every slot row written.
+func cacheWrites(dt dtype.Dtype, before, after [2][]byte, slots []int, kvd int, mode Path, step int) []Issue {
 	var out []Issue
 	rb := kvd * dt.Size()
+	own := map[int]bool{}
+	for _, s := range slots {
+		own[s] = true
+	}
+	slotDesc := fmt.Sprintf("the step's slot is row %d", slots[0])
+	if len(slots) > 1 {
+		slotDesc = fmt.Sprintf("the call's slots are rows %v", slots)
+	}
 	for i, name := range []string{"K", "V"} {
 		b, a := before[i], after[i]
 		for row := 0; row*rb < len(a); row++ {
 			seg := a[row*rb : (row+1)*rb]
-			if row == r {
+			if own[row] {
 				if _, _, un := rowsOf(dt, seg, 0, kvd); un > 0 {
-					out = append(out, Issue{cacheStage, mode, step, fmt.Sprintf("%s cache row %d (the step's slot): %d of %d elements never written", name, r, un, kvd)})
+					out = append(out, Issue{cacheStage, mode, step, fmt.Sprintf("%s cache row %d (a slot of the call): %d of %d elements never written", name, row, un, kvd)})
 				}
 				continue
 			}
 			if !bytes.Equal(seg, b[row*rb:(row+1)*rb]) {
-				out = append(out, Issue{cacheStage, mode, step, fmt.Sprintf("%s cache row %d changed, but the step's slot is row %d", name, row, r)})
+				out = append(out, Issue{cacheStage, mode, step, fmt.Sprintf("%s cache row %d changed, but %s", name, row, slotDesc)})
 			}
 		}
 	}

@@ -10,13 +10,18 @@ import (
 	"github.com/gretacore/parity/internal/model"
 )
 
-// Weights are one model's attention-block parameters, every value exactly
+// Weights are one model's layer parameters, every value exactly
 // representable in the storage dtype. W is [N, K] row-major.
 type Weights struct {
 	NormW      []float64 // [hidden]
 	Wq, Wk, Wv []float64 // [qdim|kvdim, hidden]
 	Wo         []float64 // [hidden, qdim]
 	Bq, Bk, Bv []float64 // nil without QKV bias
+	// The MLP block (nil for a shape without one): the post-attention
+	// norm weight, gate and up [intermediate, hidden], down [hidden,
+	// intermediate].
+	PostNormW  []float64 // [hidden]
+	Wg, Wu, Wd []float64
 }
 
 // Inputs are a case's weights and token activations x [P, hidden].
@@ -95,6 +100,15 @@ func NewInputs(c Case) *Inputs {
 		w = newWeights(m, c.Dtype, c.Dist, c.Seed)
 		weightCache.w[c.Dist] = w
 	}
+	if c.RunsMLP() && w.Wg == nil {
+		// The MLP's weights are drawn when a case first needs them (an
+		// attn-only case does not), into a new set: a set already handed
+		// out is never written to.
+		full := *w
+		addMLPWeights(&full, m, c.Dtype, c.Dist, c.Seed)
+		w = &full
+		weightCache.w[c.Dist] = w
+	}
 	weightCache.Unlock()
 
 	g := gen{rand.New(rand.NewPCG(c.Seed, uint64(c.P())<<32|0x5eed)), c.Dtype, c.Dist}
@@ -139,4 +153,34 @@ func newWeights(m model.Shape, dt dtype.Dtype, dist Dist, seed uint64) *Weights 
 		w.Bv = g.fill(kvd, 0.5)
 	}
 	return w
+}
+
+// addMLPWeights draws the MLP block's weights into w, from their own
+// stream: the attention block's values do not depend on whether a case
+// runs the MLP.
+func addMLPWeights(w *Weights, m model.Shape, dt dtype.Dtype, dist Dist, seed uint64) {
+	g := gen{rand.New(rand.NewPCG(seed, 0x3e1f7a11)), dt, dist}
+	h := m.Hidden
+	if inter := m.IntermediateSize; inter > 0 {
+		// The post-attention norm's effective weight offset + w is near 1,
+		// as for x_norm: Gemma's stored w is near 0, so dropping its 1 is
+		// a visible fault.
+		w.PostNormW = make([]float64, h)
+		for i := range w.PostNormW {
+			w.PostNormW[i] = dt.Round(1 - m.NormWeightOffset + 0.1*g.r.NormFloat64())
+		}
+		// 1/sqrt(K) keeps the outputs O(1), as for the attention
+		// projections. Positive inputs add up instead of cancelling: 1/K
+		// there, or gate·up grows as K and down_proj over 14336 such
+		// products would overflow f16.
+		sc := func(k int) float64 {
+			if dist == DistPositive {
+				return 1 / float64(k)
+			}
+			return 1 / math.Sqrt(float64(k))
+		}
+		w.Wg = g.fill(inter*h, sc(h))
+		w.Wu = g.fill(inter*h, sc(h))
+		w.Wd = g.fill(h*inter, sc(inter))
+	}
 }

@@ -93,7 +93,11 @@ func Matrix(models []model.Shape, full bool, seed uint64) []Case {
 				add(9, 3, dt, auto)
 			}
 		default:
+			// The MLP of a real shape triples the weights and the CPU
+			// time of a case: it runs on S=2 only, the other cases run
+			// the attention block (Case.AttnOnly).
 			add(2, 1, dtype.F16, auto)
+			mb.attnOnly = m.HasMLP()
 			add(17, 1, dtype.F16, auto)
 			add(9, 1, dtype.BF16, gpapi.RouteMFMA)
 			add(5, 2, dtype.F32, auto)
@@ -129,6 +133,7 @@ func Matrix(models []model.Shape, full bool, seed uint64) []Case {
 				mb.add(Case{Model: m, S: 2, Steps: 1, Dtype: dtype.F16, Route: auto, PosOffset: m.MaxPosition - 2})
 			}
 		}
+		mb.attnOnly = false
 	}
 	mb.group()
 	return mb.out
@@ -136,9 +141,10 @@ func Matrix(models []model.Shape, full bool, seed uint64) []Case {
 
 // matrixBuilder collects the table's cases, each name once.
 type matrixBuilder struct {
-	seed uint64
-	seen map[string]bool
-	out  []Case
+	seed     uint64
+	seen     map[string]bool
+	out      []Case
+	attnOnly bool // cases added now run the attention block only
 }
 
 // add appends c with the table's seed (and DistNormal for an unset Dist)
@@ -146,6 +152,7 @@ type matrixBuilder struct {
 // run past its model's context (a LongS length beyond a short context).
 func (mb *matrixBuilder) add(c Case) {
 	c.Seed = mb.seed
+	c.AttnOnly = mb.attnOnly
 	if c.Dist == "" {
 		c.Dist = DistNormal
 	}
@@ -262,7 +269,7 @@ func (mb *matrixBuilder) group() {
 }
 
 // caseOptions is a case's route followed by the options that differ from
-// the defaults (steps, dist, pos0, fused-only), joined by sep: the tail of
+// the defaults (steps, dist, pos0, fused-only, attn-only), joined by sep: the tail of
 // Case.Name ("/") and the table's leaf, Case.Leaf ("_").
 func caseOptions(c Case, sep string) string {
 	parts := []string{c.Route.String()}
@@ -277,6 +284,9 @@ func caseOptions(c Case, sep string) string {
 	}
 	if c.FusedOnly {
 		parts = append(parts, "fused-only")
+	}
+	if c.AttnOnly {
+		parts = append(parts, "attn-only")
 	}
 	return strings.Join(parts, sep)
 }

@@ -67,6 +67,11 @@ func TestMatrix(t *testing.T) {
 					if c.Steps > 1 {
 						old += fmt.Sprintf("_steps=%d", c.Steps)
 					}
+					if c.AttnOnly {
+						// A real shape's CPU case that skips the MLP
+						// (all but S=2) says so.
+						old += "_attn-only"
+					}
 					if c.Leaf() != old {
 						t.Errorf("%s: leaf %q, want the old %q", n, c.Leaf(), old)
 					}
@@ -157,9 +162,11 @@ func TestMatrixKeepsNames(t *testing.T) {
 	for _, c := range Matrix(models, false, 1) {
 		names[c.Name()] = true
 	}
+	// The real shapes' CPU cases other than S=2 run the attention block
+	// only since the MLP stages came (their leaf says attn-only).
 	for _, n := range []string{"tiny-k90/f16/S=129/auto", "tiny-k90/f32/S=2/auto/steps=4", "tiny-k90/bf16/S=512/valu",
 		"tiny-qwen/f16/S=9/auto/steps=3", "tiny-qwen/bf16/S=65/mfma", "llama3-8b/f16/S=2/auto",
-		"llama3-8b/f16/S=17/auto", "llama3-8b/bf16/S=9/mfma", "llama3-8b/f32/S=5/auto/steps=2"} {
+		"llama3-8b/f16/S=17/auto/attn-only", "llama3-8b/bf16/S=9/mfma/attn-only", "llama3-8b/f32/S=5/auto/steps=2/attn-only"} {
 		if !names[n] {
 			t.Errorf("case %s is gone from the default matrix", n)
 		}

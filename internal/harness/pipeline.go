@@ -76,7 +76,9 @@ func (tr *Trace) plan() *plan {
 // dims of a case, and the f32 arguments exactly as the kernels receive them.
 type dims struct {
 	h, qd, kvd, nh, nkv, hd, P, C int
+	inter                         int // the MLP's intermediate size
 	eps, theta, scale             float32
+	normOffset                    float32 // post_norm's weight offset (Gemma: 1)
 }
 
 func caseDims(c Case) dims {
@@ -84,76 +86,34 @@ func caseDims(c Case) dims {
 	return dims{
 		h: m.Hidden, qd: m.QDim(), kvd: m.KVDim(), nh: m.NHeads, nkv: m.NKVHeads, hd: m.HeadDim,
 		P: c.P(), C: c.P() + 1, // one spare slot: a write one slot off lands in the guarded buffer
+		inter: m.IntermediateSize, normOffset: float32(m.NormWeightOffset),
 		eps: float32(m.RMSEps), theta: float32(m.RopeTheta), scale: float32(1 / math.Sqrt(float64(m.HeadDim))),
 	}
 }
 
 // Execute runs the case's prefill and decode paths on lib.
 func Execute(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration) (*Trace, error) {
-	if err := hungErr(lib); err != nil {
-		return nil, fmt.Errorf("case %s not run: an earlier kernel hung: %w", c.Name(), err)
-	}
-	d := &device{lib: lib, timeout: timeout}
-	defer d.free()
-	dm := caseDims(c)
-	dt := c.Dtype
-	// alloc panics with allocErr so that the dozens of allocations of
-	// runPrefill and runDecode read one line each; the recover below turns
-	// it back into Execute's error, and no panic leaves Execute.
-	alloc := func(name string, dt dtype.Dtype, n int) *tensor {
-		t, err := d.alloc(name, dt, n)
-		if err != nil {
-			panic(allocErr{err})
-		}
-		return t
-	}
-	p, err := newPlan(lib, c)
-	if err != nil {
-		return nil, fmt.Errorf("case %s: %w", c.Name(), err)
-	}
-	tr := Trace{Ran: p.ran, Attention: p.attention}
-	if lib.Has(gpapi.CapInvariance) {
-		tr.InvarianceDeclared = true
-		for _, n := range lib.BatchInvariantStages() {
-			if st, err := stage.Parse(n); err == nil {
-				tr.Invariant[st] = true
-			}
-		}
-	}
-	err = func() (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				ae, ok := r.(allocErr)
-				if !ok {
-					panic(r)
-				}
-				err = ae.err
-			}
-		}()
-		w, release, err := weightsOn(lib, in.W, dt)
-		if err != nil {
-			return err
-		}
-		defer release()
-		pre, err := runPrefill(d, alloc, c, dm, w, in, &p)
+	var out *Trace
+	err := onDevice(lib, c, in, timeout, func(d *device, alloc allocFunc, w *weightBufs, p *plan, tr *Trace) error {
+		out = tr // a failing run still returns what it traced
+		dm := caseDims(c)
+		pre, err := runPrefill(d, alloc, c, dm, w, in, p)
 		if err != nil {
 			return err
 		}
 		tr.Prefill = pre.rows
-		tr.Chained, err = runDecode(d, alloc, c, dm, w, in, pre, Chained, &p)
-		if err != nil {
+		if tr.Chained, err = runDecode(d, alloc, c, dm, w, in, pre, Chained, p); err != nil {
 			return err
 		}
-		tr.Isolated, err = runDecode(d, alloc, c, dm, w, in, pre, Isolated, &p)
+		tr.Isolated, err = runDecode(d, alloc, c, dm, w, in, pre, Isolated, p)
 		return err
-	}()
-	return &tr, err
+	})
+	return out, err
 }
-
-type allocErr struct{ err error }
 
 type weightBufs struct {
 	norm, wq, wk, wv, wo, bq, bk, bv *tensor
+	postNorm, wg, wu, wd             *tensor // the MLP block's (nil without one)
 }
 
 func (w *weightBufs) bias(t *tensor) uintptr {
@@ -231,7 +191,8 @@ func weightsOn(lib *gpapi.Lib, W *Weights, dt dtype.Dtype) (*weightBufs, func(),
 		name string
 		v    []float64
 	}{{&wb.norm, "rms weight", W.NormW}, {&wb.wq, "Wq", W.Wq}, {&wb.wk, "Wk", W.Wk}, {&wb.wv, "Wv", W.Wv},
-		{&wb.wo, "Wo", W.Wo}, {&wb.bq, "bq", W.Bq}, {&wb.bk, "bk", W.Bk}, {&wb.bv, "bv", W.Bv}} {
+		{&wb.wo, "Wo", W.Wo}, {&wb.bq, "bq", W.Bq}, {&wb.bk, "bk", W.Bk}, {&wb.bv, "bv", W.Bv},
+		{&wb.postNorm, "post-norm weight", W.PostNormW}, {&wb.wg, "Wgate", W.Wg}, {&wb.wu, "Wup", W.Wu}, {&wb.wd, "Wdown", W.Wd}} {
 		t, err := up(x.name, x.v)
 		if err != nil {
 			for _, b := range u.all {

@@ -60,7 +60,9 @@ func num(v float64) string {
 func (r *Result) Routes() string {
 	var b strings.Builder
 	for _, st := range stage.Projections() {
-		fmt.Fprintf(&b, "  %-8s prefill: %-40s decode: %s\n", st, r.Prefill[st], r.Decode[st])
+		if r.Ran[st] {
+			fmt.Fprintf(&b, "  %-9s prefill: %-40s decode: %s\n", st, r.Prefill[st], r.Decode[st])
+		}
 	}
 	// The attention kernels too, where the library names them: which
 	// FlashAttention / flash-decoding variant ran matters as much as the
@@ -70,7 +72,7 @@ func (r *Result) Routes() string {
 		if (d.needs != gpapi.CapUnfused && d.needs != gpapi.CapFused) || !r.Ran[st] || (r.Prefill[st].Kernel == "" && r.Decode[st].Kernel == "") {
 			continue
 		}
-		fmt.Fprintf(&b, "  %-8s prefill: %-40s decode: %s\n", st, r.Prefill[st], r.Decode[st])
+		fmt.Fprintf(&b, "  %-9s prefill: %-40s decode: %s\n", st, r.Prefill[st], r.Decode[st])
 	}
 	return b.String()
 }
@@ -220,16 +222,35 @@ func (r *Result) Summary() string {
 		}
 		fmt.Fprintf(&b, "bitwise not required of %s: the library does not declare them batch invariant (gp_batch_invariant_stages)\n", strings.Join(names, " "))
 	}
-	var notRun []string
+	var notRun, mlpNotRun []string
 	for _, st := range stage.All() {
-		if !r.Ran[st] {
+		switch {
+		case r.Ran[st]:
+		case defOf(st).needs == gpapi.CapMLP:
+			mlpNotRun = append(mlpNotRun, st.String())
+		default:
 			notRun = append(notRun, st.String())
 		}
 	}
 	if len(notRun) > 0 {
 		fmt.Fprintf(&b, "stages not run (capability missing or fused-only case): %s\n", strings.Join(notRun, " "))
 	}
+	if len(mlpNotRun) > 0 {
+		fmt.Fprintf(&b, "MLP stages skipped (%s): %s\n", r.mlpSkipReason(), strings.Join(mlpNotRun, " "))
+	}
 	return b.String()
+}
+
+// mlpSkipReason says why a case ran no MLP stage: the shape has none, or
+// the library lacks the capability (naming its symbols).
+func (r *Result) mlpSkipReason() string {
+	if !r.Case.Model.HasMLP() {
+		return "the shape has no MLP: intermediate_size 0"
+	}
+	if r.Case.AttnOnly {
+		return "attn-only case"
+	}
+	return (&gpapi.MissingError{Backend: r.Backend, Cap: gpapi.CapMLP}).Error()
 }
 
 // WorstMargins returns, per stage, the largest pair margin over steps and

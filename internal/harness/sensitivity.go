@@ -34,7 +34,7 @@ func Sensitivity(c Case, in *Inputs, tr *Trace, st stage.Stage, mode Path) float
 		// Evaluate only looks at values for the tolerance checks; the bits
 		// stay the original ones, so the bitwise check does not fire.
 		res := Evaluate(Case{Model: c.Model, S: c.S, Steps: 1, Dtype: c.Dtype, Route: c.Route, Dist: c.Dist,
-			Seed: c.Seed, PosOffset: c.PosOffset, FusedOnly: c.FusedOnly, Contract: c.Contract}, in, tr)
+			Seed: c.Seed, PosOffset: c.PosOffset, FusedOnly: c.FusedOnly, AttnOnly: c.AttnOnly, Contract: c.Contract}, in, tr)
 		for _, s := range res.Stages {
 			if s.Stage == st && s.Mode == mode && s.Step == 0 {
 				return !s.OK()

@@ -140,6 +140,10 @@ func TestSoftKernelsFaults(t *testing.T) {
 		{"gqa_modulo", "tiny-k90", dtype.F16, 9, stage.QK},
 		{"gqa_modulo", "tiny-gqa3", dtype.F32, 9, stage.QK},
 		{"attn_causal_prev", "tiny-k90", dtype.BF16, 17, stage.Attn},
+		{"residual_twice", "tiny-k90", dtype.F16, 9, stage.AttnRes},
+		{"act_wrong_half", "tiny-k90", dtype.BF16, 9, stage.Act},
+		{"act_wrong_half", "tiny-gqa3", dtype.F16, 9, stage.Act},
+		{"post_norm_no_offset", "tiny-gqa3", dtype.F16, 9, stage.PostNorm},
 	}
 	var tested []string
 	for _, fc := range cases {
@@ -170,6 +174,7 @@ func TestSoftKernelsFaults(t *testing.T) {
 			}
 		})
 	}
+	tested = append(tested, modeFaults...) // TestSoftChunkedAndBatched tests them
 	slices.Sort(tested)
 	have := slices.Clone(lib.Faults())
 	slices.Sort(have)

@@ -24,6 +24,9 @@ type Kernels interface {
 	Softmax(scores, probs uintptr, nHeads, nQ, nKV int) (gpapi.Launch, error)
 	AttnPV(dt int32, probs, vCache, out uintptr, nQ, nKV, nHeads, nKVHeads, headDim int) (gpapi.Launch, error)
 	Attention(dt int32, q, kCache, vCache, out, lse uintptr, nQ, nKV, nHeads, nKVHeads, headDim, qPos0 int, scale float32, causal bool) (gpapi.Launch, error)
+	ResidualAdd(dt int32, a, b, y uintptr, rows, width int) (gpapi.Launch, error)
+	RMSNormOffset(dt int32, x, w, y uintptr, rows, dim int, eps, wOffset float32) (gpapi.Launch, error)
+	GatedAct(dt int32, kind gpapi.Act, gate, up, y uintptr, rows, width int) (gpapi.Launch, error)
 }
 
 var _ Kernels = (*gpapi.Lib)(nil)
@@ -166,11 +169,42 @@ func rope(st, reads stage.Stage, heads func(dm dims) int, width func(dm dims) in
 	}
 }
 
-func qdim(dm dims) int   { return dm.qd }
-func kvdim(dm dims) int  { return dm.kvd }
-func hidden(dm dims) int { return dm.h }
+func qdim(dm dims) int     { return dm.qd }
+func kvdim(dm dims) int    { return dm.kvd }
+func hidden(dm dims) int   { return dm.h }
+func interDim(dm dims) int { return dm.inter }
 
-// stageTable is the attention block, in pipeline order (stage.All()).
+// residual builds the table entry of a residual add y = stream + branch
+// (gp_residual_add) over the stream (the layer input x when stream < 0)
+// and the branch's output.
+func residual(st, stream, branch stage.Stage) *stageDef {
+	d := &stageDef{st: st, needs: gpapi.CapMLP, kind: outRows, width: hidden}
+	if stream < 0 {
+		d.readsInput, d.reads = true, []stage.Stage{branch}
+	} else {
+		d.reads = []stage.Stage{stream, branch}
+	}
+	d.launch = func(k Kernels, a *launchArgs) (gpapi.Launch, error) {
+		x := a.x
+		if stream >= 0 {
+			x = a.in(stream)
+		}
+		return k.ResidualAdd(a.dt, x, a.in(branch), a.out[st][0].buf.Ptr, a.rows, a.dm.h)
+	}
+	d.ref = func(_ *ctx, in stageIn, _, _ int) []float64 { return reference.ResidualAdd(in.x[0], in.x[1]) }
+	d.tol = func(k *ctx, _ stageIn, ref []float64, _, _ int) ([]float64, []float64) {
+		return tolerance.Residual(ref, k.c.Dtype), tolerance.EngineResidual(ref)
+	}
+	// A sum moves exactly as its inputs' sum moves.
+	d.prop = func(_ *ctx, _, _ stageIn, refD, refP []float64, _, _ int) []float64 {
+		return tolerance.ExactProp(refD, refP)
+	}
+	return d
+}
+
+// stageTable is the layer, in pipeline order (stage.All()): the attention
+// block, then (capability "mlp", shapes with an MLP) the residual add, the
+// post-attention norm, the gated MLP and the second residual add.
 var stageTable = []*stageDef{
 	{st: stage.XNorm, readsInput: true, kind: outRows, width: hidden,
 		launch: func(k Kernels, a *launchArgs) (gpapi.Launch, error) {
@@ -281,6 +315,57 @@ var stageTable = []*stageDef{
 	},
 	projection(stage.AttnOut, -1, func(W *Weights) ([]float64, []float64) { return W.Wo, nil },
 		func(w *weightBufs) (*tensor, *tensor) { return w.wo, nil }, hidden, qdim),
+	residual(stage.AttnRes, -1, stage.AttnOut),
+	{st: stage.PostNorm, needs: gpapi.CapMLP, reads: []stage.Stage{stage.AttnRes}, kind: outRows, width: hidden,
+		launch: func(k Kernels, a *launchArgs) (gpapi.Launch, error) {
+			return k.RMSNormOffset(a.dt, a.in(stage.AttnRes), a.w.postNorm.buf.Ptr, a.out[stage.PostNorm][0].buf.Ptr, a.rows, a.dm.h, a.eps, a.dm.normOffset)
+		},
+		ref: func(k *ctx, in stageIn, _, _ int) []float64 {
+			y, _ := reference.RMSNormOffset(in.x[0], k.in.W.PostNormW, float64(k.dm.normOffset), float64(k.dm.eps))
+			return y
+		},
+		tol: func(k *ctx, in stageIn, ref []float64, _, _ int) ([]float64, []float64) {
+			off := float64(k.dm.normOffset)
+			_, rr := reference.RMSNormOffset(in.x[0], k.in.W.PostNormW, off, float64(k.dm.eps))
+			return tolerance.RMSNormOffset(in.x[0], k.in.W.PostNormW, off, rr, ref, k.c.Dtype), tolerance.EngineRMSNorm(ref, k.c.Dtype)
+		},
+		prop: func(k *ctx, inD, inP stageIn, _, _ []float64, _, _ int) []float64 {
+			off := float64(k.dm.normOffset)
+			_, rr := reference.RMSNormOffset(inP.x[0], k.in.W.PostNormW, off, float64(k.dm.eps))
+			return tolerance.RMSNormOffsetProp(inP.x[0], diff(inD.x[0], inP.x[0]), k.in.W.PostNormW, off, rr)
+		},
+	},
+	mlp(projection(stage.GateProj, stage.PostNorm, func(W *Weights) ([]float64, []float64) { return W.Wg, nil },
+		func(w *weightBufs) (*tensor, *tensor) { return w.wg, nil }, interDim, hidden)),
+	mlp(projection(stage.UpProj, stage.PostNorm, func(W *Weights) ([]float64, []float64) { return W.Wu, nil },
+		func(w *weightBufs) (*tensor, *tensor) { return w.wu, nil }, interDim, hidden)),
+	{st: stage.Act, needs: gpapi.CapMLP, reads: []stage.Stage{stage.GateProj, stage.UpProj}, kind: outRows, width: interDim,
+		launch: func(k Kernels, a *launchArgs) (gpapi.Launch, error) {
+			return k.GatedAct(a.dt, a.c.Model.ActKind(), a.in(stage.GateProj), a.in(stage.UpProj), a.out[stage.Act][0].buf.Ptr, a.rows, a.dm.inter)
+		},
+		ref: func(k *ctx, in stageIn, _, _ int) []float64 {
+			return reference.GatedAct(int(k.c.Model.ActKind()), in.x[0], in.x[1])
+		},
+		tol: func(k *ctx, in stageIn, ref []float64, _, _ int) ([]float64, []float64) {
+			return tolerance.Act(int(k.c.Model.ActKind()), in.x[0], in.x[1], ref, k.c.Dtype), tolerance.EngineAct(ref, k.c.Dtype)
+		},
+		// The exact change: act is nonlinear, and a carried difference
+		// need not be small.
+		prop: func(_ *ctx, _, _ stageIn, refD, refP []float64, _, _ int) []float64 {
+			return tolerance.ExactProp(refD, refP)
+		},
+	},
+	mlp(projection(stage.DownProj, stage.Act, func(W *Weights) ([]float64, []float64) { return W.Wd, nil },
+		func(w *weightBufs) (*tensor, *tensor) { return w.wd, nil }, hidden, interDim)),
+	residual(stage.MLPRes, stage.AttnRes, stage.DownProj),
+}
+
+// mlp marks a table entry as part of the MLP block: it runs only with
+// the "mlp" capability (the core gp_linear computes the MLP projections,
+// but nothing feeds them without the residual add and the norm).
+func mlp(d *stageDef) *stageDef {
+	d.needs = gpapi.CapMLP
+	return d
 }
 
 // cacheStage is the table's one stateful stage: the KV append (outCache),
@@ -311,6 +396,8 @@ func newPlan(k Kernels, c Case) (plan, error) {
 	for _, d := range stageTable {
 		switch {
 		case d.needs == gpapi.CapUnfused && c.FusedOnly:
+			continue
+		case d.needs == gpapi.CapMLP && !c.RunsMLP():
 			continue
 		case d.needs != "" && !k.Has(d.needs):
 			continue

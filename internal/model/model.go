@@ -1,5 +1,6 @@
-// Package model loads the attention-block shapes of real models from
-// fixtures/models/*.json, the one home of the shape table.
+// Package model loads the layer shapes of real models (the attention
+// block and the gated MLP) from fixtures/models/*.json, the one home of
+// the shape table.
 package model
 
 import (
@@ -15,7 +16,7 @@ import (
 	"github.com/gretacore/parity/internal/gpapi"
 )
 
-// Shape is one model's attention block.
+// Shape is one model's decoder layer: the attention block and the MLP.
 type Shape struct {
 	Name       string  `json:"name"`
 	Source     string  `json:"source"`
@@ -31,6 +32,34 @@ type Shape struct {
 	// max_position_embeddings): RoPE positions 0..MaxPosition-1 are valid.
 	// Every fixture states it; 0 (generated shapes) means no limit.
 	MaxPosition int `json:"max_position"`
+	// IntermediateSize is the MLP's width (config.json's
+	// intermediate_size): gate_proj and up_proj are [intermediate,
+	// hidden], down_proj [hidden, intermediate]. Every fixture states it;
+	// 0 (generated shapes) means no MLP: the layer is the attention block.
+	IntermediateSize int `json:"intermediate_size"`
+	// Activation is the MLP's gated activation: "swiglu" (silu(gate)·up:
+	// Llama, Mistral, Qwen2, Phi-3) or "gelu_tanh" (tanh-GELU(gate)·up:
+	// Gemma's gelu_pytorch_tanh).
+	Activation string `json:"activation"`
+	// NormWeightOffset is added to the post-attention RMSNorm weight
+	// before it scales: 0 (Llama's x·r·w) or 1 (Gemma's x·r·(1 + w),
+	// HF GemmaRMSNorm computes 1 + w in f32).
+	NormWeightOffset float64 `json:"norm_weight_offset"`
+}
+
+// The gated activations (Shape.Activation); their order is the ABI's
+// gp_act enum (GP_ACT_SWIGLU = 0, GP_ACT_GELU_TANH = 1).
+const (
+	ActSwiGLU   = "swiglu"
+	ActGeluTanh = "gelu_tanh"
+)
+
+// ActKind returns the activation as the ABI's gp_act value.
+func (s Shape) ActKind() gpapi.Act {
+	if s.Activation == ActGeluTanh {
+		return gpapi.ActGeluTanh
+	}
+	return gpapi.ActSwiGLU
 }
 
 // QDim is n_heads·head_dim, the width of q.
@@ -46,6 +75,9 @@ func (s Shape) Layout() gpapi.RopeLayout {
 	}
 	return gpapi.RopeNeox
 }
+
+// maxDim is the ABI's GP_MAX_DIM: the largest K or N of gp_linear.
+const maxDim = 65536
 
 // Validate reports the first field that makes the shape unusable.
 func (s Shape) Validate() error {
@@ -68,13 +100,22 @@ func (s Shape) Validate() error {
 		return fmt.Errorf("rms_eps=%v must be >= 0 and finite", s.RMSEps)
 	case s.MaxPosition < 0 || s.MaxPosition > math.MaxInt32:
 		return fmt.Errorf("max_position=%d must be in [0, %d] (0: no limit; positions are int32)", s.MaxPosition, math.MaxInt32)
+	case s.IntermediateSize < 0 || s.IntermediateSize > maxDim:
+		return fmt.Errorf("intermediate_size=%d must be in [0, %d] (0: no MLP)", s.IntermediateSize, maxDim)
+	case s.IntermediateSize > 0 && s.Activation != ActSwiGLU && s.Activation != ActGeluTanh:
+		return fmt.Errorf("activation=%q must be %q or %q", s.Activation, ActSwiGLU, ActGeluTanh)
+	case s.NormWeightOffset != 0 && s.NormWeightOffset != 1:
+		return fmt.Errorf("norm_weight_offset=%v must be 0 (x·r·w) or 1 (Gemma's x·r·(1 + w))", s.NormWeightOffset)
 	}
 	return nil
 }
 
+// HasMLP reports whether the shape has an MLP block (intermediate_size > 0).
+func (s Shape) HasMLP() bool { return s.IntermediateSize > 0 }
+
 // Parse decodes one shape, rejecting unknown fields, and validates it. A
 // fixture must state its context length (max_position > 0): the table's
-// start positions run up to it.
+// start positions run up to it; and its MLP (intermediate_size > 0).
 func Parse(data []byte) (Shape, error) {
 	var s Shape
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -87,6 +128,9 @@ func Parse(data []byte) (Shape, error) {
 	}
 	if s.MaxPosition == 0 {
 		return Shape{}, fmt.Errorf("max_position is missing or 0: a fixture must state its context length")
+	}
+	if !s.HasMLP() {
+		return Shape{}, fmt.Errorf("intermediate_size is missing or 0: a fixture must state its MLP (intermediate_size, activation, norm_weight_offset)")
 	}
 	return s, nil
 }

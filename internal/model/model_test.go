@@ -38,6 +38,21 @@ func TestLoadFixtures(t *testing.T) {
 	}
 	assert.Empty(t, cmp.Diff(wantContext, context), "max_position (-want +got)")
 	assert.True(t, gqa, "no fixture has a GQA group size (n_heads/n_kv_heads) different from its KV head count (> 1)")
+	// The real models' MLP (config.json intermediate_size, hidden_act and
+	// Gemma's RMSNorm 1 + w).
+	type mlp struct {
+		size   int
+		act    string
+		offset float64
+	}
+	wantMLP := map[string]mlp{"llama3-8b": {14336, ActSwiGLU, 0}, "llama2-7b": {11008, ActSwiGLU, 0},
+		"mistral-7b": {14336, ActSwiGLU, 0}, "qwen2-7b": {18944, ActSwiGLU, 0}, "gemma-2b": {16384, ActGeluTanh, 1},
+		"phi3-mini": {8192, ActSwiGLU, 0}}
+	for _, s := range shapes {
+		if w, ok := wantMLP[s.Name]; ok {
+			assert.Equal(t, w, mlp{s.IntermediateSize, s.Activation, s.NormWeightOffset}, "%s: MLP", s.Name)
+		}
+	}
 }
 
 // TestParseRoundTrip: a fixture parses into the Shape its JSON states.
@@ -47,7 +62,8 @@ func TestParseRoundTrip(t *testing.T) {
 	got, err := Parse(data)
 	require.NoError(t, err)
 	want := Shape{Name: "tiny-k90", Source: got.Source, Hidden: 90, NHeads: 4, NKVHeads: 2, HeadDim: 16,
-		RopeTheta: 10000, RopeLayout: "neox", RMSEps: 1e-5, MaxPosition: 8192}
+		RopeTheta: 10000, RopeLayout: "neox", RMSEps: 1e-5, MaxPosition: 8192,
+		IntermediateSize: 290, Activation: ActSwiGLU}
 	assert.Empty(t, cmp.Diff(want, got), "tiny-k90.json (-want +got)")
 	assert.NotEmpty(t, got.Source)
 }
@@ -65,6 +81,10 @@ func TestMalformedFixtures(t *testing.T) {
 		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0}`, "max_position is missing"},
 		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":-1}`, "max_position=-1"},
 		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":4294967296}`, "max_position=4294967296"},
+		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":64}`, "intermediate_size is missing"},
+		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":64,"intermediate_size":-1}`, "intermediate_size=-1"},
+		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":64,"intermediate_size":32,"activation":"relu"}`, "activation=\"relu\""},
+		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":64,"intermediate_size":32,"activation":"swiglu","norm_weight_offset":2}`, "norm_weight_offset=2"},
 	}
 	for _, c := range cases {
 		_, err := Parse([]byte(c.json))

@@ -566,6 +566,11 @@ var inputs = map[stage.Stage][]stage.Stage{
 	stage.QK:      {stage.QRope, stage.KVCache}, stage.Softmax: {stage.QK},
 	stage.PV: {stage.Softmax, stage.KVCache}, stage.Attn: {stage.QRope, stage.KVCache},
 	stage.AttnOut: {stage.PV, stage.Attn},
+	// attn_res also reads the layer input x, which is not a stage.
+	stage.AttnRes: {stage.AttnOut}, stage.PostNorm: {stage.AttnRes},
+	stage.GateProj: {stage.PostNorm}, stage.UpProj: {stage.PostNorm},
+	stage.Act: {stage.GateProj, stage.UpProj}, stage.DownProj: {stage.Act},
+	stage.MLPRes: {stage.AttnRes, stage.DownProj},
 }
 
 // insights reads the pattern itself, without signatures: a stage that

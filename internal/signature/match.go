@@ -286,18 +286,25 @@ func checkList(c []string) string {
 
 // kernels names the kernel that computes each stage.
 var kernels = [stage.Count]string{
-	stage.XNorm:   "RMSNorm (gp_rmsnorm)",
-	stage.QProj:   "projection (gp_linear)",
-	stage.KProj:   "projection (gp_linear)",
-	stage.VProj:   "projection (gp_linear)",
-	stage.QRope:   "RoPE (gp_rope)",
-	stage.KRope:   "RoPE (gp_rope)",
-	stage.KVCache: "KV append (gp_kv_append)",
-	stage.QK:      "attention-score (gp_attn_scores)",
-	stage.Softmax: "softmax (gp_softmax)",
-	stage.PV:      "P·V (gp_attn_pv)",
-	stage.Attn:    "fused-attention (gp_attention)",
-	stage.AttnOut: "projection (gp_linear)",
+	stage.XNorm:    "RMSNorm (gp_rmsnorm)",
+	stage.QProj:    "projection (gp_linear)",
+	stage.KProj:    "projection (gp_linear)",
+	stage.VProj:    "projection (gp_linear)",
+	stage.QRope:    "RoPE (gp_rope)",
+	stage.KRope:    "RoPE (gp_rope)",
+	stage.KVCache:  "KV append (gp_kv_append)",
+	stage.QK:       "attention-score (gp_attn_scores)",
+	stage.Softmax:  "softmax (gp_softmax)",
+	stage.PV:       "P·V (gp_attn_pv)",
+	stage.Attn:     "fused-attention (gp_attention)",
+	stage.AttnOut:  "projection (gp_linear)",
+	stage.AttnRes:  "residual add (gp_residual_add)",
+	stage.PostNorm: "RMSNorm (gp_rmsnorm_offset)",
+	stage.GateProj: "projection (gp_linear)",
+	stage.UpProj:   "projection (gp_linear)",
+	stage.Act:      "gated activation (gp_gated_act)",
+	stage.DownProj: "projection (gp_linear)",
+	stage.MLPRes:   "residual add (gp_residual_add)",
 }
 
 // family names the kernels a fault's signatures blame (the stages that fail

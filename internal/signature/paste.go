@@ -34,6 +34,9 @@ var aliases = map[string]stage.Stage{
 	"p·v": stage.PV, "p.v": stage.PV,
 	"attention": stage.Attn, "flash": stage.Attn,
 	"o": stage.AttnOut, "o_proj": stage.AttnOut, "out": stage.AttnOut, "out_proj": stage.AttnOut,
+	"post_attention_layernorm": stage.PostNorm, "ffn_norm": stage.PostNorm,
+	"gate": stage.GateProj, "up": stage.UpProj, "down": stage.DownProj, "w1": stage.GateProj, "w3": stage.UpProj, "w2": stage.DownProj,
+	"swiglu": stage.Act, "geglu": stage.Act, "act_fn": stage.Act,
 }
 
 // lookupStage resolves a pasted stage name (case-insensitive).

@@ -262,8 +262,12 @@ func (b *backend) attnScores(dt int32, q, kCache, scores uintptr, nQ, nKV, nHead
 			for i := 0; i < nq; i++ {
 				qh := qs[i*qw+h*hd : i*qw+(h+1)*hd]
 				o := vals[(h*nq+i)*nkv : (h*nq+i+1)*nkv]
+				last := int(qPos0) + i
+				if b.chunkFaultOn(qPos0, nQ) {
+					last--
+				}
 				for j := range o {
-					if causal != 0 && j > int(qPos0)+i {
+					if causal != 0 && j > last {
 						o[j] = math.Inf(-1)
 						continue
 					}
@@ -362,6 +366,52 @@ func (b *backend) attnPV(dt int32, probs, vCache, out uintptr, nQ, nKV, nHeads, 
 	})
 }
 
+// attend is gp_attention's math on decoded inputs: out [nq, nh·hd] and
+// lse [nh, nq] of query i at position qPos0 + i over the visible keys
+// (causal: qPos0 + i + 1 of them, one fewer with prev; else all nkv).
+func attend(qs, ks, vs []float64, nq, nkv, nh, nkvh, hd, qPos0 int, scale float64, causal, prev bool) (vals, lses []float64) {
+	qw, kw := nh*hd, nkvh*hd
+	vals = make([]float64, nq*qw)
+	lses = make([]float64, nh*nq)
+	s := make([]float64, nkv)
+	for i := 0; i < nq; i++ {
+		n := nkv
+		if causal {
+			n = qPos0 + i + 1
+			if prev {
+				n--
+			}
+		}
+		for h := 0; h < nh; h++ {
+			g := h / (nh / nkvh)
+			qh := qs[i*qw+h*hd : i*qw+(h+1)*hd]
+			if n <= 0 {
+				lses[h*nq+i] = math.Inf(-1)
+				continue
+			}
+			m := math.Inf(-1)
+			for j := 0; j < n; j++ {
+				s[j] = scale * dot(qh, ks[j*kw+g*hd:j*kw+(g+1)*hd])
+				m = math.Max(m, s[j])
+			}
+			var l float64
+			o := vals[i*qw+h*hd : i*qw+(h+1)*hd]
+			for j := 0; j < n; j++ {
+				e := math.Exp(s[j] - m)
+				l += e
+				for c, v := range vs[j*kw+g*hd : j*kw+(g+1)*hd] {
+					o[c] += e * v
+				}
+			}
+			for c := range o {
+				o[c] /= l
+			}
+			lses[h*nq+i] = m + math.Log(l)
+		}
+	}
+	return vals, lses
+}
+
 // gp_attention: fused causal attention in one pass over the visible keys
 // (no key splits): s_j = scale·q·k_j, m = max s_j, l = Σ exp(s_j − m),
 // out = Σ exp(s_j − m)·v_j / l, lse = m + ln l. It attests route 0, no
@@ -397,45 +447,8 @@ func (b *backend) attention(dt int32, q, kCache, vCache, out, lse uintptr, nQ, n
 				return st
 			}
 		}
-		prev := b.faultOn("attn_causal_prev", nQ)
-		vals := make([]float64, nq*qw)
-		lses := make([]float64, nh*nq)
-		s := make([]float64, nkv)
-		for i := 0; i < nq; i++ {
-			n := nkv
-			if causal != 0 {
-				n = int(qPos0) + i + 1
-				if prev {
-					n--
-				}
-			}
-			for h := 0; h < nh; h++ {
-				g := h / (nh / nkvh)
-				qh := qs[i*qw+h*hd : i*qw+(h+1)*hd]
-				if n <= 0 {
-					lses[h*nq+i] = math.Inf(-1)
-					continue
-				}
-				m := math.Inf(-1)
-				for j := 0; j < n; j++ {
-					s[j] = float64(scale) * dot(qh, ks[j*kw+g*hd:j*kw+(g+1)*hd])
-					m = math.Max(m, s[j])
-				}
-				var l float64
-				o := vals[i*qw+h*hd : i*qw+(h+1)*hd]
-				for j := 0; j < n; j++ {
-					e := math.Exp(s[j] - m)
-					l += e
-					for c, v := range vs[j*kw+g*hd : j*kw+(g+1)*hd] {
-						o[c] += e * v
-					}
-				}
-				for c := range o {
-					o[c] /= l
-				}
-				lses[h*nq+i] = m + math.Log(l)
-			}
-		}
+		prev := b.faultOn("attn_causal_prev", nQ) || b.chunkFaultOn(qPos0, nQ)
+		vals, lses := attend(qs, ks, vs, nq, nkv, nh, nkvh, hd, int(qPos0), float64(scale), causal != 0, prev)
 		copy(or, d.Encode(vals))
 		if lr != nil {
 			copy(lr, dtype.F32.Encode(lses))

@@ -18,7 +18,9 @@
 // (AUTO attests MFMA for M > 1 and VALU for M == 1); BLAS is unsupported.
 // Faults: rope_pos_prev, gqa_modulo, kv_slot_off, scale_missing,
 // bias_skipped and attn_causal_prev, with the header's semantics, active
-// only at row count 1.
+// only at row count 1; chunk_pos_off (a later chunk of a chunked prefill)
+// and batch_kv_start_off (a batched call of B > 1); act_wrong_half,
+// residual_twice and post_norm_no_offset of the "mlp" capability (mlp.go).
 package softkernels
 
 import (
@@ -58,10 +60,11 @@ const (
 )
 
 // faultNames are the faults this backend implements, in the header's order.
-var faultNames = []string{"rope_pos_prev", "gqa_modulo", "kv_slot_off", "scale_missing", "bias_skipped", "attn_causal_prev"}
+var faultNames = []string{"rope_pos_prev", "gqa_modulo", "kv_slot_off", "scale_missing", "bias_skipped", "attn_causal_prev", "chunk_pos_off", "batch_kv_start_off", "act_wrong_half", "residual_twice", "post_norm_no_offset"}
 
 // batchInvariant is gp_batch_invariant_stages: every stage.
-const batchInvariant = "x_norm,q_proj,k_proj,v_proj,q_rope,k_rope,kv_cache,qk,softmax,pv,attn,attn_out"
+const batchInvariant = "x_norm,q_proj,k_proj,v_proj,q_rope,k_rope,kv_cache,qk,softmax,pv,attn,attn_out," +
+	"attn_res,post_norm,gate_proj,up_proj,act,down_proj,mlp_res"
 
 // alloc is one gp_malloc: buf is the user region (256-byte aligned), base
 // the address of buf[0].
@@ -120,6 +123,11 @@ func Funcs() gpapi.Funcs {
 		AttnPV:               b.attnPV,
 		Attention:            b.attention,
 		BatchInvariantStages: func() string { return batchInvariant },
+		ResidualAdd:          b.residualAdd,
+		RMSNormOffset:        b.rmsnormOffset,
+		GatedAct:             b.gatedAct,
+		KVAppendBatched:      b.kvAppendBatched,
+		AttentionBatched:     b.attentionBatched,
 	}
 }
 
@@ -365,6 +373,12 @@ func (b *backend) activeFault() string {
 
 // faultOn reports whether fault is active and the call's row count is 1.
 func (b *backend) faultOn(fault string, rows int32) bool { return rows == 1 && b.fault == fault }
+
+// chunkFaultOn reports whether chunk_pos_off is active and the call is a
+// later chunk of a chunked prefill (q_pos0 > 0 and n_q > 1).
+func (b *backend) chunkFaultOn(qPos0, nQ int32) bool {
+	return qPos0 > 0 && nQ > 1 && b.fault == "chunk_pos_off"
+}
 
 func (b *backend) lastLaunch(route, tileM, tileN, tileK, splitK *int32, kernel *byte, kernelCap int32) int32 {
 	return b.entry("gp_last_launch", func() int32 {

@@ -28,8 +28,9 @@ func TestCapabilities(t *testing.T) {
 	n, err := lib.DeviceCount()
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "DeviceCount")
-	assert.Len(t, lib.BatchInvariantStages(), 12, "batch invariant stages: all twelve")
-	want := []string{"rope_pos_prev", "gqa_modulo", "kv_slot_off", "scale_missing", "bias_skipped", "attn_causal_prev"}
+	assert.Len(t, lib.BatchInvariantStages(), 19, "batch invariant stages: all nineteen")
+	want := []string{"rope_pos_prev", "gqa_modulo", "kv_slot_off", "scale_missing", "bias_skipped", "attn_causal_prev",
+		"chunk_pos_off", "batch_kv_start_off", "act_wrong_half", "residual_twice", "post_norm_no_offset"}
 	assert.Empty(t, cmp.Diff(want, lib.Faults()), "faults (-want +got)")
 	for _, f := range []string{"kv_slot_off", "none"} {
 		require.NoError(t, lib.SetFault(f), "SetFault(%s)", f)

@@ -1,5 +1,6 @@
-// Package stage is the one registry of the attention block's sub-stage
-// names and their shape attributes. Every other package (pipeline,
+// Package stage is the one registry of the transformer layer's sub-stage
+// names (the attention block, then the residual adds, the post-attention
+// norm and the gated MLP) and their shape attributes. Every other package (pipeline,
 // tolerance, reports, traces, cmd/tracediff) refers to stages through this
 // package, so a name is spelled in exactly one place. What each stage
 // computes, reads and is checked against lives in one table too:
@@ -8,24 +9,31 @@ package stage
 
 import "fmt"
 
-// Stage identifies one sub-stage of the attention block, in pipeline order.
+// Stage identifies one sub-stage of the layer, in pipeline order.
 type Stage int
 
 // The sub-stages, in the order the pipeline computes them. The order is the
 // order in which "first divergence" is decided.
 const (
-	XNorm   Stage = iota // RMSNorm of the layer input
-	QProj                // x_norm · Wqᵀ (+ bq)
-	KProj                // x_norm · Wkᵀ (+ bk)
-	VProj                // x_norm · Wvᵀ (+ bv)
-	QRope                // RoPE(q_proj)
-	KRope                // RoPE(k_proj)
-	KVCache              // the K and V cache rows the step wrote
-	QK                   // scale · q_rope · Kᵀ, causal mask (unfused attention)
-	Softmax              // softmax(qk) (unfused attention)
-	PV                   // softmax · V (unfused attention)
-	Attn                 // fused attention: softmax(scale · q·Kᵀ)·V and its log-sum-exp
-	AttnOut              // attention output · Woᵀ (output projection)
+	XNorm    Stage = iota // RMSNorm of the layer input
+	QProj                 // x_norm · Wqᵀ (+ bq)
+	KProj                 // x_norm · Wkᵀ (+ bk)
+	VProj                 // x_norm · Wvᵀ (+ bv)
+	QRope                 // RoPE(q_proj)
+	KRope                 // RoPE(k_proj)
+	KVCache               // the K and V cache rows the step wrote
+	QK                    // scale · q_rope · Kᵀ, causal mask (unfused attention)
+	Softmax               // softmax(qk) (unfused attention)
+	PV                    // softmax · V (unfused attention)
+	Attn                  // fused attention: softmax(scale · q·Kᵀ)·V and its log-sum-exp
+	AttnOut               // attention output · Woᵀ (output projection)
+	AttnRes               // h = x + attn_out: the residual add after attention
+	PostNorm              // RMSNorm of h with the post-attention weight (Gemma: ·(1 + w))
+	GateProj              // post_norm · Wgateᵀ
+	UpProj                // post_norm · Wupᵀ
+	Act                   // gated activation: silu(gate)·up (SwiGLU) or gelu_tanh(gate)·up
+	DownProj              // act · Wdownᵀ
+	MLPRes                // out = h + down_proj: the residual add after the MLP
 	numStages
 )
 
@@ -41,18 +49,25 @@ type info struct {
 }
 
 var infos = [numStages]info{
-	XNorm:   {name: "x_norm"},
-	QProj:   {name: "q_proj", projection: true, perHead: true},
-	KProj:   {name: "k_proj", projection: true, perHead: true, kvHeads: true},
-	VProj:   {name: "v_proj", projection: true, perHead: true, kvHeads: true},
-	QRope:   {name: "q_rope", perHead: true},
-	KRope:   {name: "k_rope", perHead: true, kvHeads: true},
-	KVCache: {name: "kv_cache", perHead: true, kvHeads: true},
-	QK:      {name: "qk", perHead: true},
-	Softmax: {name: "softmax", perHead: true},
-	PV:      {name: "pv", perHead: true},
-	Attn:    {name: "attn", perHead: true},
-	AttnOut: {name: "attn_out", projection: true},
+	XNorm:    {name: "x_norm"},
+	QProj:    {name: "q_proj", projection: true, perHead: true},
+	KProj:    {name: "k_proj", projection: true, perHead: true, kvHeads: true},
+	VProj:    {name: "v_proj", projection: true, perHead: true, kvHeads: true},
+	QRope:    {name: "q_rope", perHead: true},
+	KRope:    {name: "k_rope", perHead: true, kvHeads: true},
+	KVCache:  {name: "kv_cache", perHead: true, kvHeads: true},
+	QK:       {name: "qk", perHead: true},
+	Softmax:  {name: "softmax", perHead: true},
+	PV:       {name: "pv", perHead: true},
+	Attn:     {name: "attn", perHead: true},
+	AttnOut:  {name: "attn_out", projection: true},
+	AttnRes:  {name: "attn_res"},
+	PostNorm: {name: "post_norm"},
+	GateProj: {name: "gate_proj", projection: true},
+	UpProj:   {name: "up_proj", projection: true},
+	Act:      {name: "act"},
+	DownProj: {name: "down_proj", projection: true},
+	MLPRes:   {name: "mlp_res"},
 }
 
 // All returns every stage in pipeline order.
@@ -111,7 +126,8 @@ func (s Stage) IsProjection() bool { return s.Valid() && infos[s].projection }
 
 // PerHead reports whether the stage's output splits into attention heads
 // (query heads for q_*, qk, softmax, pv, attn; KV heads for k_*, v_proj,
-// kv_cache). x_norm and attn_out are whole-row stages.
+// kv_cache). x_norm, attn_out and the MLP block's stages are whole-row
+// stages.
 func (s Stage) PerHead() bool { return s.Valid() && infos[s].perHead }
 
 // KVHeads reports whether a per-head stage is indexed by KV head rather than

@@ -23,7 +23,8 @@ func TestRegistryRoundTrip(t *testing.T) {
 
 // TestOrderIsThePipeline pins the order first-divergence depends on.
 func TestOrderIsThePipeline(t *testing.T) {
-	want := []string{"x_norm", "q_proj", "k_proj", "v_proj", "q_rope", "k_rope", "kv_cache", "qk", "softmax", "pv", "attn", "attn_out"}
+	want := []string{"x_norm", "q_proj", "k_proj", "v_proj", "q_rope", "k_rope", "kv_cache", "qk", "softmax", "pv", "attn", "attn_out",
+		"attn_res", "post_norm", "gate_proj", "up_proj", "act", "down_proj", "mlp_res"}
 	var got []string
 	for _, s := range All() {
 		got = append(got, s.String())

@@ -25,7 +25,8 @@
 //   - phase (required): "prefill_last" (row S-1 of the prefill), "decode0",
 //     "decode1", … (decode step N), or "reference" (the float64 reference).
 //   - layer (required): ≥ 0.
-//   - head (required): -1 for whole-row stages (x_norm, attn_out); otherwise
+//   - head (required): -1 for whole-row stages (x_norm, attn_out and the
+//     MLP block's attn_res … mlp_res); otherwise
 //     the head index, a KV head for the stages where [stage.Stage.KVHeads]
 //     holds, a query head for the others.
 //   - stage (required): a registry name from package stage.

@@ -26,11 +26,12 @@ static char g_launch_kernel[GP_KERNEL_NAME_CAP];
 static int g_fault = GP_FAULT_NONE;
 
 static const char *const g_fault_names[GP_FAULT_COUNT] = {
-    "gemv_f16_acc",    "rope_wrong_layout", "rope_pos_prev",       "rope_pos_zero",
-    "gqa_modulo",      "kv_slot_off",       "scale_missing",       "scale_twice",
-    "mask_off_by_one", "splitk_drop_tail",  "softmax_no_max",      "bias_skipped",
-    "round_truncate",  "attn_no_rescale",   "attn_lse_off_by_one", "attn_causal_prev",
-    "attn_gqa_modulo",
+    "gemv_f16_acc",    "rope_wrong_layout",     "rope_pos_prev",       "rope_pos_zero",
+    "gqa_modulo",      "kv_slot_off",           "scale_missing",       "scale_twice",
+    "mask_off_by_one", "splitk_drop_tail",      "softmax_no_max",      "bias_skipped",
+    "round_truncate",  "attn_no_rescale",       "attn_lse_off_by_one", "attn_causal_prev",
+    "attn_gqa_modulo", "chunk_pos_off",         "batch_kv_start_off",  "act_wrong_half",
+    "residual_twice",  "gemv_skip_last_k_tile", "post_norm_no_offset",
 };
 
 /* ---- identity and errors --------------------------------------------- */
@@ -161,6 +162,19 @@ const char *gp_fault_name(int i) {
 int gp_fault_is(int fault) { return fault != GP_FAULT_NONE && g_fault == fault; }
 
 int gp_fault_on(int fault, int rows) { return rows == 1 && gp_fault_is(fault); }
+
+int gp_fault_chunk_on(int fault, int q_pos0, int n_q) {
+    return q_pos0 > 0 && n_q > 1 && gp_fault_is(fault);
+}
+
+int gp_fault_batch_on(int fault, int B) { return B > 1 && gp_fault_is(fault); }
+
+int gp_fault_k_keep(int K) {
+    if (K <= GP_FAULT_K_TILE) {
+        return K;
+    }
+    return K - ((K - 1) % GP_FAULT_K_TILE + 1);
+}
 
 /* ---- policies --------------------------------------------------------- */
 
@@ -565,6 +579,195 @@ int gp_check_attention(int dtype, const void *q, const void *k_cache, const void
         return rc;
     }
     return check_ptr(fn, "out", out);
+}
+
+/* ---- "batched" ---------------------------------------------------------- */
+
+int gp_check_kv_append_batched(int dtype, const void *k, const void *v, void *k_cache,
+                               void *v_cache, int B, int kv_width, const int32_t *slot,
+                               int capacity) {
+    static const char fn[] = "gp_kv_append_batched";
+    int rc;
+    if ((rc = check_dtype(fn, dtype)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_range(fn, "B", B, GP_MAX_SEQ)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_range(fn, "kv_width", kv_width, GP_MAX_DIM)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_range(fn, "capacity", capacity, GP_MAX_SEQ)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "k", k)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "v", v)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "k_cache", k_cache)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "v_cache", v_cache)) != GP_OK) {
+        return rc;
+    }
+    return check_ptr(fn, "slot", slot);
+}
+
+int gp_check_attention_batched(int dtype, const void *q, const void *k_cache, const void *v_cache,
+                               const void *out, int B, const int32_t *kv_start,
+                               const int32_t *kv_len, int capacity, int n_heads, int n_kv_heads,
+                               int head_dim, float scale) {
+    static const char fn[] = "gp_attention_batched";
+    int rc;
+    if ((rc = check_dtype(fn, dtype)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_range(fn, "B", B, GP_MAX_SEQ)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_range(fn, "capacity", capacity, GP_MAX_SEQ)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_heads(fn, n_heads, n_kv_heads, head_dim)) != GP_OK) {
+        return rc;
+    }
+    if (!gp_is_finite_f32(scale)) {
+        return gp_fail(GP_ERR_INVALID_ARG, "%s: scale=%g must be finite", fn, (double)scale);
+    }
+    if ((rc = check_ptr(fn, "q", q)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "k_cache", k_cache)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "v_cache", v_cache)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "out", out)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "kv_start", kv_start)) != GP_OK) {
+        return rc;
+    }
+    return check_ptr(fn, "kv_len", kv_len);
+}
+
+int gp_check_batched_slots(const int32_t *slot_host, int B, int capacity) {
+    int b;
+    for (b = 0; b < B; b++) {
+        if (slot_host[b] < 0) {
+            return gp_fail(GP_ERR_INVALID_ARG, "gp_kv_append_batched: slot[%d]=%d must be >= 0", b,
+                           (int)slot_host[b]);
+        }
+        if (slot_host[b] >= capacity) {
+            return gp_fail(GP_ERR_INVALID_ARG,
+                           "gp_kv_append_batched: slot[%d]=%d must be < capacity=%d", b,
+                           (int)slot_host[b], capacity);
+        }
+    }
+    return GP_OK;
+}
+
+int gp_check_batched_spans(const int32_t *kv_start_host, const int32_t *kv_len_host, int B,
+                           int capacity) {
+    static const char fn[] = "gp_attention_batched";
+    int b;
+    for (b = 0; b < B; b++) {
+        if (kv_len_host[b] < 1) {
+            return gp_fail(GP_ERR_INVALID_ARG, "%s: kv_len[%d]=%d must be >= 1", fn, b,
+                           (int)kv_len_host[b]);
+        }
+        if (kv_start_host[b] < 0) {
+            return gp_fail(GP_ERR_INVALID_ARG, "%s: kv_start[%d]=%d must be >= 0", fn, b,
+                           (int)kv_start_host[b]);
+        }
+        if ((long long)kv_start_host[b] + kv_len_host[b] > capacity) {
+            return gp_fail(GP_ERR_INVALID_ARG,
+                           "%s: kv_start[%d]+kv_len[%d]=%d+%d=%lld must be <= capacity=%d", fn, b,
+                           b, (int)kv_start_host[b], (int)kv_len_host[b],
+                           (long long)kv_start_host[b] + kv_len_host[b], capacity);
+        }
+    }
+    return GP_OK;
+}
+
+/* ---- "mlp" ------------------------------------------------------------- */
+
+/* rows and width of an elementwise "mlp" entry point. */
+static int check_rows_width(const char *fn, const char *width_name, int rows, int width) {
+    int rc;
+    if ((rc = check_range(fn, "rows", rows, GP_MAX_SEQ)) != GP_OK) {
+        return rc;
+    }
+    return check_range(fn, width_name, width, GP_MAX_DIM);
+}
+
+int gp_check_residual_add(int dtype, const void *a, const void *b, void *y, int rows, int width) {
+    static const char fn[] = "gp_residual_add";
+    int rc;
+    if ((rc = check_dtype(fn, dtype)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_rows_width(fn, "width", rows, width)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "a", a)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "b", b)) != GP_OK) {
+        return rc;
+    }
+    return check_ptr(fn, "y", y);
+}
+
+int gp_check_rmsnorm_offset(int dtype, const void *x, const void *w, void *y, int rows, int dim,
+                            float eps, float w_offset) {
+    static const char fn[] = "gp_rmsnorm_offset";
+    int rc;
+    if ((rc = check_dtype(fn, dtype)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_rows_width(fn, "dim", rows, dim)) != GP_OK) {
+        return rc;
+    }
+    if (!gp_is_finite_f32(eps) || eps < 0.0f) {
+        return gp_fail(GP_ERR_INVALID_ARG, "%s: eps=%g must be finite and >= 0", fn, (double)eps);
+    }
+    if (!gp_is_finite_f32(w_offset)) {
+        return gp_fail(GP_ERR_INVALID_ARG, "%s: w_offset=%g must be finite", fn, (double)w_offset);
+    }
+    if ((rc = check_ptr(fn, "x", x)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "w", w)) != GP_OK) {
+        return rc;
+    }
+    return check_ptr(fn, "y", y);
+}
+
+int gp_check_gated_act(int dtype, int kind, const void *gate, const void *up, void *y, int rows,
+                       int width) {
+    static const char fn[] = "gp_gated_act";
+    int rc;
+    if ((rc = check_dtype(fn, dtype)) != GP_OK) {
+        return rc;
+    }
+    if (kind != GP_ACT_SWIGLU && kind != GP_ACT_GELU_TANH) {
+        return gp_fail(GP_ERR_INVALID_ARG, "%s: kind=%d is not a gp_act (0=swiglu, 1=gelu_tanh)",
+                       fn, kind);
+    }
+    if ((rc = check_rows_width(fn, "width", rows, width)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "gate", gate)) != GP_OK) {
+        return rc;
+    }
+    if ((rc = check_ptr(fn, "up", up)) != GP_OK) {
+        return rc;
+    }
+    return check_ptr(fn, "y", y);
 }
 
 /* ---- gp_attention's split policy --------------------------------------- */

@@ -64,6 +64,12 @@ enum gp_fault {
     GP_FAULT_ATTN_LSE_OFF_BY_ONE,
     GP_FAULT_ATTN_CAUSAL_PREV,
     GP_FAULT_ATTN_GQA_MODULO,
+    GP_FAULT_CHUNK_POS_OFF,      /* q_pos0 > 0 and n_q > 1: gp_fault_chunk_on */
+    GP_FAULT_BATCH_KV_START_OFF, /* B > 1: gp_fault_batch_on */
+    GP_FAULT_ACT_WRONG_HALF,     /* "mlp": gp_gated_act */
+    GP_FAULT_RESIDUAL_TWICE,     /* "mlp": gp_residual_add */
+    GP_FAULT_GEMV_SKIP_LAST_K_TILE,
+    GP_FAULT_POST_NORM_NO_OFFSET, /* "mlp": gp_rmsnorm_offset */
     GP_FAULT_COUNT
 };
 
@@ -72,6 +78,18 @@ int gp_fault_is(int fault);
 /* 1 if fault is active AND rows == 1: faults apply to the decode shape only.
  * rows is the call's row count (M, rows or n_q). */
 int gp_fault_on(int fault, int rows);
+/* 1 if fault is active AND the call is a chunk of a chunked prefill after
+ * the first (q_pos0 > 0 and n_q > 1): the chunk_* faults. */
+int gp_fault_chunk_on(int fault, int q_pos0, int n_q);
+/* 1 if fault is active AND the batched call has B > 1 sequences: the
+ * batch_* faults. */
+int gp_fault_batch_on(int fault, int B);
+
+/* The K tile gemv_skip_last_k_tile drops: the VALU GEMV reduces only k <
+ * gp_fault_k_keep(K), which is K - ((K - 1) % 256 + 1) for K > 256 (the
+ * last, possibly partial, tile of 256 elements left out) and K otherwise. */
+#define GP_FAULT_K_TILE 256
+int gp_fault_k_keep(int K);
 
 /* ---- policies --------------------------------------------------------- */
 
@@ -117,6 +135,41 @@ int gp_check_attn_pv(int dtype, const float *probs, const void *v_cache, const v
 int gp_check_attention(int dtype, const void *q, const void *k_cache, const void *v_cache,
                        const void *out, int n_q, int n_kv, int n_heads, int n_kv_heads,
                        int head_dim, int q_pos0, float scale);
+/* "mlp" */
+int gp_check_residual_add(int dtype, const void *a, const void *b, void *y, int rows, int width);
+int gp_check_rmsnorm_offset(int dtype, const void *x, const void *w, void *y, int rows, int dim,
+                            float eps, float w_offset);
+int gp_check_gated_act(int dtype, int kind, const void *gate, const void *up, void *y, int rows,
+                       int width);
+/* "batched": the scalar and pointer arguments (the int32 arrays are device
+ * pointers: only checked for NULL here). */
+int gp_check_kv_append_batched(int dtype, const void *k, const void *v, void *k_cache,
+                               void *v_cache, int B, int kv_width, const int32_t *slot,
+                               int capacity);
+int gp_check_attention_batched(int dtype, const void *q, const void *k_cache, const void *v_cache,
+                               const void *out, int B, const int32_t *kv_start,
+                               const int32_t *kv_len, int capacity, int n_heads, int n_kv_heads,
+                               int head_dim, float scale);
+/* For backends that can read the arrays on the host (the CPU backend):
+ * every slot[b] in [0, capacity); every kv_len[b] >= 1, kv_start[b] >= 0
+ * and kv_start[b] + kv_len[b] <= capacity. */
+int gp_check_batched_slots(const int32_t *slot_host, int B, int capacity);
+int gp_check_batched_spans(const int32_t *kv_start_host, const int32_t *kv_len_host, int B,
+                           int capacity);
+/* The first cache row gp_attention_batched reads for a sequence: kv_start,
+ * or kv_start + 1 under batch_kv_start_off (start_off != 0) when that span
+ * still ends within capacity. Host and device (the HIP kernels call it). */
+#if defined(__HIP__) || defined(__HIPCC__) || defined(__CUDACC__)
+#define GP_COMMON_FN static inline __host__ __device__
+#else
+#define GP_COMMON_FN static inline
+#endif
+GP_COMMON_FN int gp_batched_first_row(int kv_start, int kv_len, int capacity, int start_off) {
+    if (start_off && (long long)kv_start + 1 + kv_len <= capacity) {
+        return kv_start + 1;
+    }
+    return kv_start;
+}
 
 /* ---- gp_attention's split policy (GP_ATTN_SPLIT_KEYS) ------------------ */
 
@@ -130,7 +183,8 @@ int gp_attn_splits(int n_vis);
 
 /* The static list returned by gp_batch_invariant_stages() on our backends. */
 #define GP_BATCH_INVARIANT_STAGES                                                                  \
-    "x_norm,q_proj,k_proj,v_proj,q_rope,k_rope,kv_cache,qk,softmax,pv,attn,attn_out"
+    "x_norm,q_proj,k_proj,v_proj,q_rope,k_rope,kv_cache,qk,softmax,pv,attn,attn_out,attn_res,"     \
+    "post_norm,gate_proj,up_proj,act,down_proj,mlp_res"
 
 #ifdef __cplusplus
 } /* extern "C" */

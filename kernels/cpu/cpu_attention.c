@@ -8,7 +8,9 @@
  *  pv:     in-order fmaf over j in f32, rounded once to dtype.
  *
  * Faults (n_q == 1): gqa_modulo (scores and pv), scale_missing, scale_twice,
- * mask_off_by_one (scores), softmax_no_max (softmax).
+ * mask_off_by_one (scores), softmax_no_max (softmax). chunk_pos_off (q_pos0
+ * > 0 and n_q > 1, a later chunk of a chunked prefill): scores takes query i
+ * at position q_pos0 - 1 + i, so its own key is masked.
  */
 #include <stdlib.h>
 
@@ -36,7 +38,8 @@ int gp_attn_scores(int dtype, const void *q, const void *k_cache, float *scores,
     }
     scale_missing = gp_fault_on(GP_FAULT_SCALE_MISSING, n_q);
     scale_twice = gp_fault_on(GP_FAULT_SCALE_TWICE, n_q);
-    off_by_one = gp_fault_on(GP_FAULT_MASK_OFF_BY_ONE, n_q);
+    off_by_one = gp_fault_on(GP_FAULT_MASK_OFF_BY_ONE, n_q) ||
+                 gp_fault_chunk_on(GP_FAULT_CHUNK_POS_OFF, q_pos0, n_q);
     qf = gp_cpu_to_f32(fn, dtype, q, (size_t)n_q * q_width);
     kf = gp_cpu_to_f32(fn, dtype, k_cache, (size_t)n_kv * kv_width);
     if (qf == NULL || kf == NULL) {

@@ -26,18 +26,17 @@
  *
  * Faults (n_q == 1): attn_no_rescale (w_s = 1), attn_lse_off_by_one (the
  * last split left out of lse when there are >= 2), attn_causal_prev (causal
- * limit q_pos0 + i - 1), attn_gqa_modulo (kv head h % n_kv_heads).
+ * limit q_pos0 + i - 1), attn_gqa_modulo (kv head h % n_kv_heads). Fault
+ * chunk_pos_off (q_pos0 > 0 and n_q > 1: a later chunk of a chunked
+ * prefill) takes query i at position q_pos0 - 1 + i: the same causal limit
+ * as attn_causal_prev, reached by a different call.
+ *
+ * gp_cpu_attention_rows is the computation without the checks and fault
+ * selection, shared with gp_attention_batched (cpu_batched.c).
  */
 #include <stdlib.h>
 
 #include "cpu_internal.h"
-
-enum {
-    ATTN_NO_RESCALE = 1,
-    ATTN_LSE_OFF_BY_ONE = 2,
-    ATTN_CAUSAL_PREV = 4,
-    ATTN_GQA_MODULO = 8,
-};
 
 static float attn_exp(float d) { return (float)exp((double)d); }
 
@@ -158,33 +157,16 @@ static float *attn_k_transposed(const char *fn, int dtype, const void *k_cache, 
     return kt;
 }
 
-int gp_attention(int dtype, const void *q, const void *k_cache, const void *v_cache, void *out,
-                 float *lse, int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim,
-                 int q_pos0, float scale, int causal) {
-    static const char fn[] = "gp_attention";
+int gp_cpu_attention_rows(const char *fn, int dtype, const void *q, const void *k_cache,
+                          const void *v_cache, void *out, float *lse, int n_q, int n_kv,
+                          int n_heads, int n_kv_heads, int head_dim, int q_pos0, float scale,
+                          int causal, int flags) {
     const size_t q_width = (size_t)n_heads * (size_t)head_dim;
     const size_t kv_width = (size_t)n_kv_heads * (size_t)head_dim;
     const size_t kt_ld = (size_t)gp_attn_splits(n_kv) * GP_ATTN_SPLIT_KEYS;
     float *qf, *kt, *vf;
     long long row, n_rows;
-    int flags = 0, failed = 0, longest;
-    int rc = gp_check_attention(dtype, q, k_cache, v_cache, out, n_q, n_kv, n_heads, n_kv_heads,
-                                head_dim, q_pos0, scale);
-    if (rc != GP_OK) {
-        return rc;
-    }
-    if (gp_fault_on(GP_FAULT_ATTN_NO_RESCALE, n_q)) {
-        flags |= ATTN_NO_RESCALE;
-    }
-    if (gp_fault_on(GP_FAULT_ATTN_LSE_OFF_BY_ONE, n_q)) {
-        flags |= ATTN_LSE_OFF_BY_ONE;
-    }
-    if (gp_fault_on(GP_FAULT_ATTN_CAUSAL_PREV, n_q)) {
-        flags |= ATTN_CAUSAL_PREV;
-    }
-    if (gp_fault_on(GP_FAULT_ATTN_GQA_MODULO, n_q)) {
-        flags |= ATTN_GQA_MODULO;
-    }
+    int failed = 0;
     qf = gp_cpu_to_f32(fn, dtype, q, (size_t)n_q * q_width);
     kt = qf == NULL ? NULL : attn_k_transposed(fn, dtype, k_cache, n_kv, kv_width, kt_ld);
     vf = kt == NULL ? NULL : gp_cpu_to_f32(fn, dtype, v_cache, (size_t)n_kv * kv_width);
@@ -236,6 +218,36 @@ int gp_attention(int dtype, const void *q, const void *k_cache, const void *v_ca
     if (failed) {
         return gp_fail(GP_ERR_OUT_OF_MEMORY, "%s: split scratch of %d splits: out of memory", fn,
                        gp_attn_splits(n_kv));
+    }
+    return GP_OK;
+}
+
+int gp_attention(int dtype, const void *q, const void *k_cache, const void *v_cache, void *out,
+                 float *lse, int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim,
+                 int q_pos0, float scale, int causal) {
+    int flags = 0, longest;
+    int rc = gp_check_attention(dtype, q, k_cache, v_cache, out, n_q, n_kv, n_heads, n_kv_heads,
+                                head_dim, q_pos0, scale);
+    if (rc != GP_OK) {
+        return rc;
+    }
+    if (gp_fault_on(GP_FAULT_ATTN_NO_RESCALE, n_q)) {
+        flags |= ATTN_NO_RESCALE;
+    }
+    if (gp_fault_on(GP_FAULT_ATTN_LSE_OFF_BY_ONE, n_q)) {
+        flags |= ATTN_LSE_OFF_BY_ONE;
+    }
+    if (gp_fault_on(GP_FAULT_ATTN_CAUSAL_PREV, n_q) ||
+        gp_fault_chunk_on(GP_FAULT_CHUNK_POS_OFF, q_pos0, n_q)) {
+        flags |= ATTN_CAUSAL_PREV;
+    }
+    if (gp_fault_on(GP_FAULT_ATTN_GQA_MODULO, n_q)) {
+        flags |= ATTN_GQA_MODULO;
+    }
+    rc = gp_cpu_attention_rows("gp_attention", dtype, q, k_cache, v_cache, out, lse, n_q, n_kv,
+                               n_heads, n_kv_heads, head_dim, q_pos0, scale, causal, flags);
+    if (rc != GP_OK) {
+        return rc;
     }
     longest = gp_attn_splits(
         gp_attn_visible(n_q - 1, n_kv, q_pos0, causal, (flags & ATTN_CAUSAL_PREV) != 0));

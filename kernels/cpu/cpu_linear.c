@@ -94,7 +94,9 @@ static float dot_valu_split(const float *x, const float *w, int begin, int end, 
     return lane[0];
 }
 
-static float dot_valu(const float *x, const float *w, int K, int split_k, int f16, int drop_tail) {
+/* k_keep < K under gemv_skip_last_k_tile: every split stops there. */
+static float dot_valu(const float *x, const float *w, int K, int split_k, int f16, int drop_tail,
+                      int k_keep) {
     int chunk = K / split_k;
     float acc = 0.0f;
     int s;
@@ -103,6 +105,12 @@ static float dot_valu(const float *x, const float *w, int K, int split_k, int f1
         int end = (s + 1) * chunk;
         if (s == split_k - 1 && !drop_tail) {
             end = K; /* the last split takes the K % split_k tail */
+        }
+        if (end > k_keep) {
+            end = k_keep;
+        }
+        if (begin > end) {
+            begin = end;
         }
         acc += dot_valu_split(x, w, begin, end, f16);
         if (f16) {
@@ -116,7 +124,7 @@ int gp_linear(int dtype, int route, const void *x, const void *w, const void *bi
               int N, int K) {
     static const char fn[] = "gp_linear";
     int ran, split_k = 1, m, n;
-    int f16_acc_fault, drop_tail, bias_on, rz;
+    int f16_acc_fault, drop_tail, bias_on, rz, k_keep = K;
     float *xf, *wf, *bf = NULL;
     int rc = gp_check_linear(dtype, route, x, w, y, M, N, K);
     if (rc != GP_OK) {
@@ -133,6 +141,9 @@ int gp_linear(int dtype, int route, const void *x, const void *w, const void *bi
     }
     f16_acc_fault = ran == GP_ROUTE_VALU && gp_fault_on(GP_FAULT_GEMV_F16_ACC, M);
     drop_tail = ran == GP_ROUTE_VALU && gp_fault_on(GP_FAULT_SPLITK_DROP_TAIL, M);
+    if (ran == GP_ROUTE_VALU && gp_fault_on(GP_FAULT_GEMV_SKIP_LAST_K_TILE, M)) {
+        k_keep = gp_fault_k_keep(K);
+    }
     bias_on = bias != NULL && !gp_fault_on(GP_FAULT_BIAS_SKIPPED, M);
     rz = dtype != GP_DTYPE_F32 && gp_fault_on(GP_FAULT_ROUND_TRUNCATE, M);
 
@@ -174,7 +185,7 @@ int gp_linear(int dtype, int route, const void *x, const void *w, const void *bi
             if (ran == GP_ROUTE_MFMA) {
                 acc = dot_mfma(xr, wr, K);
             } else {
-                acc = dot_valu(xr, wr, K, split_k, f16_acc_fault, drop_tail);
+                acc = dot_valu(xr, wr, K, split_k, f16_acc_fault, drop_tail, k_keep);
             }
             if (bias_on) {
                 acc += bf[n];

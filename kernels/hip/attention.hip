@@ -30,33 +30,15 @@
  *
  * Faults (n_q == 1): attn_no_rescale (w_s = 1), attn_lse_off_by_one (the
  * last split left out of lse when there are >= 2), attn_causal_prev (causal
- * limit q_pos0 + i - 1), attn_gqa_modulo (kv head h % n_kv_heads).
+ * limit q_pos0 + i - 1), attn_gqa_modulo (kv head h % n_kv_heads); and
+ * chunk_pos_off (q_pos0 > 0 and n_q > 1, a later chunk of a chunked
+ * prefill): the causal limit of attn_causal_prev.
+ *
+ * The per-unit device code (one split, one combine) and the workspace are
+ * in attention_splitkv.h, shared with gp_attention_batched
+ * (attention_batched.hip), so both compute a row the same way.
  */
-#include "gp_hip.h"
-
-#define ATT_KEYS GP_ATTN_SPLIT_KEYS /* keys per split */
-#define ATT_THREADS 64              /* threads per block: one per key of a split */
-#define ATT_CS 32                   /* K columns staged in shared memory at a time */
-#define ATT_LDK (ATT_CS + 1)        /* shared row stride of the K slab (f32) */
-#define ATT_WS_CAP ((size_t)256 << 20)
-
-enum { ATT_NO_RESCALE = 1, ATT_LSE_OFF_BY_ONE = 2, ATT_CAUSAL_PREV = 4, ATT_GQA_MODULO = 8 };
-
-__device__ __forceinline__ float att_exp(float d) { return (float)exp((double)d); }
-
-__device__ __forceinline__ float att_log(float l) { return (float)log((double)l); }
-
-/* Visible keys of query i (index in the call): gp_attn_visible of gp_common. */
-__device__ __forceinline__ int att_visible(int i, int n_kv, int q_pos0, int causal, int flags) {
-    if (!causal) {
-        return n_kv;
-    }
-    return (flags & ATT_CAUSAL_PREV) ? q_pos0 + i : q_pos0 + i + 1;
-}
-
-__device__ __forceinline__ int att_kv_head(int h, int n_heads, int n_kv_heads, int flags) {
-    return (flags & ATT_GQA_MODULO) ? h % n_kv_heads : h / (n_heads / n_kv_heads);
-}
+#include "attention_splitkv.h"
 
 /* Queries i0 .. i0 + n_rows - 1; the workspace holds n_splits splits of
  * (head_dim + 2) floats per (row - i0, head). */
@@ -67,7 +49,6 @@ __global__ __launch_bounds__(ATT_THREADS) void attention_split_kernel(
     const typename gp_elem<DT>::type *__restrict__ v_cache, float *__restrict__ ws, int i0,
     int n_rows, int n_splits, int n_kv, int n_heads, int n_kv_heads, int head_dim, int q_pos0,
     float scale, int causal, int flags) {
-    typedef typename gp_elem<DT>::type S;
     __shared__ float qs[GP_MAX_HEAD_DIM];
     __shared__ float ks[ATT_KEYS * ATT_LDK];
     __shared__ float ps[ATT_KEYS];
@@ -75,7 +56,6 @@ __global__ __launch_bounds__(ATT_THREADS) void attention_split_kernel(
     const size_t kv_width = (size_t)n_kv_heads * head_dim;
     const size_t stride = (size_t)head_dim + 2;
     const long long units = (long long)n_rows * n_heads * n_splits;
-    const int tid = threadIdx.x;
     for (long long u = blockIdx.x; u < units; u += gridDim.x) {
         const int s = (int)(u % n_splits);
         const long long rest = u / n_splits;
@@ -83,60 +63,14 @@ __global__ __launch_bounds__(ATT_THREADS) void attention_split_kernel(
         const int il = (int)(rest / n_heads);
         const int i = i0 + il;
         const int n_vis = att_visible(i, n_kv, q_pos0, causal, flags);
-        const int j0 = s * ATT_KEYS;
-        if (j0 >= n_vis) {
+        if (s * ATT_KEYS >= n_vis) {
             continue; /* no visible key: the split is skipped (block-uniform) */
         }
-        const int jn = min(ATT_KEYS, n_vis - j0);
         const int g = att_kv_head(h, n_heads, n_kv_heads, flags);
-        __syncthreads(); /* the previous unit is done with qs, ks and ps */
-        for (int c = tid; c < head_dim; c += ATT_THREADS) {
-            qs[c] = gp_to_f32<DT>(q[(size_t)i * q_width + (size_t)h * head_dim + c]);
-        }
-        /* scores: thread tid's key, an fmaf chain over c in increasing order */
-        const S *kb = k_cache + (size_t)j0 * kv_width + (size_t)g * head_dim;
-        float dot = 0.0f;
-        for (int c0 = 0; c0 < head_dim; c0 += ATT_CS) {
-            const int w = min(ATT_CS, head_dim - c0);
-            __syncthreads(); /* qs written; the previous slab consumed */
-            for (int e = tid; e < jn * w; e += ATT_THREADS) {
-                const int r = e / w, c = e % w;
-                ks[r * ATT_LDK + c] = gp_to_f32<DT>(kb[(size_t)r * kv_width + c0 + c]);
-            }
-            __syncthreads();
-            if (tid < jn) {
-                for (int c = 0; c < w; c++) {
-                    dot = fmaf(qs[c0 + c], ks[tid * ATT_LDK + c], dot);
-                }
-            }
-        }
-        const float sc = tid < jn ? dot * scale : 0.0f;
-        ps[tid] = sc;
-        __syncthreads();
-        float m = -GP_INF;
-        for (int t = 0; t < jn; t++) {
-            m = fmaxf(m, ps[t]);
-        }
-        __syncthreads(); /* every thread has read the scores */
-        ps[tid] = tid < jn ? att_exp(sc - m) : 0.0f;
-        __syncthreads();
-        float *part = ws + ((size_t)il * n_heads + h) * n_splits * stride + (size_t)s * stride;
-        const S *vb = v_cache + (size_t)j0 * kv_width + (size_t)g * head_dim;
-        for (int c = tid; c < head_dim; c += ATT_THREADS) {
-            float acc = 0.0f;
-            for (int t = 0; t < jn; t++) {
-                acc = fmaf(ps[t], gp_to_f32<DT>(vb[(size_t)t * kv_width + c]), acc);
-            }
-            part[2 + c] = acc;
-        }
-        if (tid == 0) {
-            float l = 0.0f;
-            for (int t = 0; t < jn; t++) {
-                l += ps[t];
-            }
-            part[0] = m;
-            part[1] = l;
-        }
+        att_split_unit<DT>(
+            q + (size_t)i * q_width + (size_t)h * head_dim, k_cache + (size_t)g * head_dim,
+            v_cache + (size_t)g * head_dim, kv_width, head_dim, s, n_vis, scale,
+            ws + ((size_t)il * n_heads + h) * n_splits * stride + (size_t)s * stride, qs, ks, ps);
     }
 }
 
@@ -148,77 +82,16 @@ __global__ __launch_bounds__(ATT_THREADS) void attention_combine_kernel(
     const size_t q_width = (size_t)n_heads * head_dim;
     const size_t stride = (size_t)head_dim + 2;
     const long long units = (long long)n_rows * n_heads;
-    const int tid = threadIdx.x;
     for (long long u = blockIdx.x; u < units; u += gridDim.x) {
         const int h = (int)(u % n_heads);
         const int il = (int)(u / n_heads);
         const int i = i0 + il;
         const int n_vis = att_visible(i, n_kv, q_pos0, causal, flags);
-        const int ns = n_vis <= 0 ? 0 : (n_vis + ATT_KEYS - 1) / ATT_KEYS;
-        const float *part = ws + ((size_t)il * n_heads + h) * n_splits * stride;
-        const size_t obase = (size_t)i * q_width + (size_t)h * head_dim;
-        if (ns == 0) { /* only under attn_causal_prev: no visible key */
-            for (int c = tid; c < head_dim; c += ATT_THREADS) {
-                out[obase + c] = gp_from_f32<DT>(0.0f);
-            }
-            if (tid == 0 && lse != NULL) {
-                lse[(size_t)h * n_q + i] = -GP_INF;
-            }
-            continue;
-        }
-        float m = -GP_INF;
-        for (int s = 0; s < ns; s++) {
-            m = fmaxf(m, part[(size_t)s * stride]);
-        }
-        float l = 0.0f, l_lse = 0.0f;
-        for (int s = 0; s < ns; s++) {
-            const float w = (flags & ATT_NO_RESCALE) ? 1.0f : att_exp(part[(size_t)s * stride] - m);
-            l = fmaf(part[(size_t)s * stride + 1], w, l);
-            if (!((flags & ATT_LSE_OFF_BY_ONE) && ns >= 2 && s == ns - 1)) {
-                l_lse = fmaf(part[(size_t)s * stride + 1], w, l_lse);
-            }
-        }
-        for (int c = tid; c < head_dim; c += ATT_THREADS) {
-            float o = 0.0f;
-            for (int s = 0; s < ns; s++) {
-                const float w =
-                    (flags & ATT_NO_RESCALE) ? 1.0f : att_exp(part[(size_t)s * stride] - m);
-                o = fmaf(part[(size_t)s * stride + 2 + c], w, o);
-            }
-            out[obase + c] = gp_from_f32<DT>(o / l);
-        }
-        if (tid == 0 && lse != NULL) {
-            lse[(size_t)h * n_q + i] = m + att_log(l_lse);
-        }
+        att_combine_unit<DT>(ws + ((size_t)il * n_heads + h) * n_splits * stride,
+                             n_vis <= 0 ? 0 : (n_vis + ATT_KEYS - 1) / ATT_KEYS, head_dim, flags,
+                             out + (size_t)i * q_width + (size_t)h * head_dim,
+                             lse == NULL ? NULL : lse + (size_t)h * n_q + i);
     }
-}
-
-/* The cached workspace: grown on demand, never shrunk, kept for the life of
- * the process (the ABI has no unload hook). */
-static float *att_ws;
-static size_t att_ws_bytes;
-
-static int attention_workspace(size_t bytes) {
-    if (bytes <= att_ws_bytes) {
-        return GP_OK;
-    }
-    if (att_ws != NULL) {
-        const hipError_t err = hipFree(att_ws);
-        att_ws = NULL;
-        att_ws_bytes = 0;
-        if (err != hipSuccess) {
-            return gp_hip_fail("gp_attention", "hipFree (workspace)", err);
-        }
-    }
-    void *p = NULL;
-    const hipError_t err = hipMalloc(&p, bytes);
-    if (err != hipSuccess) {
-        (void)hipGetLastError(); /* a failed allocation is not sticky */
-        return gp_hip_fail("gp_attention", "hipMalloc (workspace)", err);
-    }
-    att_ws = (float *)p;
-    att_ws_bytes = bytes;
-    return GP_OK;
 }
 
 template <int DT>
@@ -242,7 +115,7 @@ static int attention_launch(const void *q, const void *k_cache, const void *v_ca
     if (chunk > (size_t)n_q) {
         chunk = (size_t)n_q;
     }
-    int rc = attention_workspace(chunk * per_query);
+    int rc = att_workspace("gp_attention", chunk * per_query);
     if (rc != GP_OK) {
         return rc;
     }
@@ -256,15 +129,15 @@ static int attention_launch(const void *q, const void *k_cache, const void *v_ca
         }
         const long long units1 = (long long)n_rows * n_heads * n_splits;
         hipLaunchKernelGGL(split, dim3(gp_grid(units1)), dim3(ATT_THREADS), 0, 0, (const S *)q,
-                           (const S *)k_cache, (const S *)v_cache, att_ws, i0, n_rows, n_splits,
+                           (const S *)k_cache, (const S *)v_cache, att_ws.ptr, i0, n_rows, n_splits,
                            n_kv, n_heads, n_kv_heads, head_dim, q_pos0, scale, causal, flags);
         if ((rc = gp_hip_check_launch("gp_attention", "attention_splitkv64")) != GP_OK) {
             return rc;
         }
         const long long units2 = (long long)n_rows * n_heads;
         hipLaunchKernelGGL(combine, dim3(gp_grid(units2)), dim3(ATT_THREADS), 0, 0,
-                           (const float *)att_ws, (S *)out, lse, i0, n_rows, n_splits, n_q, n_kv,
-                           n_heads, head_dim, q_pos0, causal, flags);
+                           (const float *)att_ws.ptr, (S *)out, lse, i0, n_rows, n_splits, n_q,
+                           n_kv, n_heads, head_dim, q_pos0, causal, flags);
         if ((rc = gp_hip_check_launch("gp_attention", "attention_splitkv64_combine")) != GP_OK) {
             return rc;
         }
@@ -287,7 +160,8 @@ extern "C" int gp_attention(int dtype, const void *q, const void *k_cache, const
     if (gp_fault_on(GP_FAULT_ATTN_LSE_OFF_BY_ONE, n_q)) {
         flags |= ATT_LSE_OFF_BY_ONE;
     }
-    if (gp_fault_on(GP_FAULT_ATTN_CAUSAL_PREV, n_q)) {
+    if (gp_fault_on(GP_FAULT_ATTN_CAUSAL_PREV, n_q) ||
+        gp_fault_chunk_on(GP_FAULT_CHUNK_POS_OFF, q_pos0, n_q)) {
         flags |= ATT_CAUSAL_PREV;
     }
     if (gp_fault_on(GP_FAULT_ATTN_GQA_MODULO, n_q)) {

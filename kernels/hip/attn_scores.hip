@@ -15,7 +15,9 @@
  * position bit for bit. Sharing the K row among the heads of a GQA group
  * reads the K cache from memory once per query instead of once per head.
  * Faults (n_q == 1): gqa_modulo maps h to h % n_kv_heads, scale_missing and
- * scale_twice, mask_off_by_one also masks key q_pos0 + i itself.
+ * scale_twice, mask_off_by_one also masks key q_pos0 + i itself. chunk_pos_off
+ * (q_pos0 > 0 and n_q > 1, a later chunk of a chunked prefill): query i at
+ * position q_pos0 - 1 + i, the same mask as mask_off_by_one.
  */
 #include "gp_hip.h"
 
@@ -174,7 +176,8 @@ extern "C" int gp_attn_scores(int dtype, const void *q, const void *k_cache, flo
     if (gp_fault_on(GP_FAULT_SCALE_TWICE, n_q)) {
         flags |= QK_SCALE_TWICE;
     }
-    if (gp_fault_on(GP_FAULT_MASK_OFF_BY_ONE, n_q)) {
+    if (gp_fault_on(GP_FAULT_MASK_OFF_BY_ONE, n_q) ||
+        gp_fault_chunk_on(GP_FAULT_CHUNK_POS_OFF, q_pos0, n_q)) {
         flags |= QK_MASK_OFF_BY_ONE;
     }
     switch (dtype) {

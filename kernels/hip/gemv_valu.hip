@@ -14,7 +14,8 @@
  * the arithmetic; GEMV_UNROLL chunks are loaded before the first is used.
  * Lanes are reduced by an xor butterfly, the split partials
  * summed in order s = 0, 1, ... by one thread: no atomics, and the result of
- * row m never depends on M.
+ * row m never depends on M. Decode faults arrive as flags (linear.hip);
+ * gemv_skip_last_k_tile clips every split at gp_fault_k_keep(K).
  */
 #include <stdio.h>
 
@@ -29,7 +30,7 @@ __global__ __launch_bounds__(GEMV_THREADS) void gemv_splitk_kernel(
     const typename gp_elem<DT>::type *__restrict__ x,
     const typename gp_elem<DT>::type *__restrict__ w,
     const typename gp_elem<DT>::type *__restrict__ bias, typename gp_elem<DT>::type *__restrict__ y,
-    int M, int N, int K, int split_k, int flags) {
+    int M, int N, int K, int split_k, int flags, int k_keep) {
     typedef typename gp_elem<DT>::type S;
     constexpr int vec = gp_vec<DT>::n;
     __shared__ float part[GEMV_WAVES];
@@ -47,6 +48,9 @@ __global__ __launch_bounds__(GEMV_THREADS) void gemv_splitk_kernel(
     int k1 = k0 + chunk;
     if (s == split_k - 1 && !(flags & GP_LIN_DROP_TAIL)) {
         k1 = K;
+    }
+    if (flags & GP_LIN_SKIP_K_TILE) { /* gemv_skip_last_k_tile: stop at k_keep */
+        k1 = min(k1, k_keep);
     }
 
     for (int m = blockIdx.y; m < M; m += gridDim.y) { /* uniform over the block */
@@ -144,10 +148,10 @@ static void gemv_launch(const void *x, const void *w, const void *bias, void *y,
     const int outs = GEMV_WAVES / split_k;
     const dim3 grid((unsigned)((N + outs - 1) / outs), gp_grid(M));
     const dim3 block(GEMV_THREADS);
-    void (*kernel)(const S *, const S *, const S *, S *, int, int, int, int, int) =
+    void (*kernel)(const S *, const S *, const S *, S *, int, int, int, int, int, int) =
         gemv_splitk_kernel<DT>;
     hipLaunchKernelGGL(kernel, grid, block, 0, 0, (const S *)x, (const S *)w, (const S *)bias,
-                       (S *)y, M, N, K, split_k, flags);
+                       (S *)y, M, N, K, split_k, flags, gp_fault_k_keep(K));
 }
 
 int gp_hip_gemv(int dtype, const void *x, const void *w, const void *bias, void *y, int M, int N,

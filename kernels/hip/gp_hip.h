@@ -219,7 +219,8 @@ enum {
     GP_LIN_SKIP_BIAS = 1,   /* bias_skipped */
     GP_LIN_ROUND_TRUNC = 2, /* round_truncate */
     GP_LIN_F16_ACC = 4,     /* gemv_f16_acc (VALU only) */
-    GP_LIN_DROP_TAIL = 8    /* splitk_drop_tail (VALU only) */
+    GP_LIN_DROP_TAIL = 8,   /* splitk_drop_tail (VALU only) */
+    GP_LIN_SKIP_K_TILE = 16 /* gemv_skip_last_k_tile (VALU only) */
 };
 /* MFMA route: tiled GEMM (gemm_mfma.hip). */
 int gp_hip_gemm(int dtype, const void *x, const void *w, const void *bias, void *y, int M, int N,

@@ -1,5 +1,6 @@
 /*
- * linear.hip: gp_linear, the projections (q_proj, k_proj, v_proj, attn_out):
+ * linear.hip: gp_linear, the projections (q_proj, k_proj, v_proj, attn_out,
+ * and with "mlp" gate_proj, up_proj, down_proj):
  * validates, resolves the route (AUTO: MFMA for M > 1, VALU for M == 1;
  * BLAS only when asked for, blas.hip),
  * turns the active fault into kernel flags (decode shape, M == 1, only) and
@@ -25,6 +26,9 @@ extern "C" int gp_linear(int dtype, int route, const void *x, const void *w, con
     }
     if (gp_fault_on(GP_FAULT_SPLITK_DROP_TAIL, M)) {
         flags |= GP_LIN_DROP_TAIL;
+    }
+    if (gp_fault_on(GP_FAULT_GEMV_SKIP_LAST_K_TILE, M)) {
+        flags |= GP_LIN_SKIP_K_TILE;
     }
     const int ran = gp_resolve_route(route, M);
     if (ran == GP_ROUTE_BLAS) {

@@ -29,7 +29,11 @@
  *      attention out [n_q, n_heads * head_dim]           dtype
  *  - Faults (gp_set_fault) apply only to calls whose row count (M, rows, or
  *    n_q) is 1, that is to the single-token decode shape, whatever the route.
- *    They exist so the harness can prove it catches real bugs.
+ *    They exist so the harness can prove it catches real bugs. Exceptions,
+ *    each named in the fault list: the chunk_* faults act on a chunk of a
+ *    chunked prefill (q_pos0 > 0 and n_q > 1), which neither decode nor a
+ *    one-shot prefill ever calls; the batch_* faults act on a batched call
+ *    of B > 1 sequences ("batched").
  *
  * Structure (ABI 3): the CORE entry points are required; every library
  * exports all of them. The CAPABILITIES are optional groups of entry points:
@@ -42,6 +46,7 @@
  *                 gp_last_error gp_device_count gp_malloc gp_free
  *                 gp_memcpy_h2d gp_memcpy_d2h gp_synchronize gp_rmsnorm
  *                 gp_linear gp_rope gp_kv_append
+ *   "batched"     gp_kv_append_batched gp_attention_batched
  *   "faults"      gp_set_fault gp_active_fault gp_fault_count gp_fault_name
  *   "attestation" gp_last_launch
  *   "d2d"         gp_memcpy_d2d
@@ -49,6 +54,7 @@
  *   "unfused"     gp_attn_scores gp_softmax gp_attn_pv
  *   "fused"       gp_attention
  *   "invariance"  gp_batch_invariant_stages
+ *   "mlp"         gp_residual_add gp_rmsnorm_offset gp_gated_act
  *
  * Batch invariance: a stage is batch invariant when its output for one row
  * (token) is bit-identical whatever the row count (M, rows, n_q) of the call,
@@ -79,7 +85,15 @@ extern "C" {
  * accepts besides AUTO) and gp_batch_invariant_stages (a per-library
  * declaration of which stages are bit-identical whatever the row count),
  * and four decode faults of gp_attention. The signatures of version 2 are
- * unchanged. */
+ * unchanged. Still version 3, optional and additive: the "batched"
+ * capability (gp_kv_append_batched, gp_attention_batched: decode of B
+ * sequences in one call over a shared KV cache) and the faults
+ * chunk_pos_off and batch_kv_start_off; no existing signature, layout or
+ * enum value changed, and a library without them loads as before. Also
+ * optional and additive, so also version 3: the "mlp" capability (the rest
+ * of the layer after attn_out: gp_residual_add, gp_rmsnorm_offset,
+ * gp_gated_act and the gp_act enum; the MLP projections are gp_linear) and
+ * its four decode faults. */
 #define GP_ABI_VERSION 3
 
 /* Limits every backend enforces (GP_ERR_INVALID_ARG beyond them). */
@@ -241,6 +255,28 @@ const char *gp_fault_name(int i);
  *                     with no visible key gives out 0 and lse -INFINITY)
  *  attn_gqa_modulo    gp_attention maps head h to kv head h % n_kv_heads
  *                     (visible with n_kv_heads > 1 and n_heads > n_kv_heads)
+ *  act_wrong_half     gp_gated_act applies the activation to the up half:
+ *                     y = act(up) * gate
+ *  residual_twice     gp_residual_add adds the branch twice: y = a + b + b
+ *                     (first seen at attn_res)
+ *  gemv_skip_last_k_tile  the VALU GEMV drops its last K tile of 256
+ *                     elements (GP_FAULT_K_TILE, gp_common.h), k >= 256 *
+ *                     floor((K - 1) / 256), when K > 256: every projection
+ *                     with K > 256 (first seen at the first such stage;
+ *                     on the debug shapes, hidden < 256 < intermediate,
+ *                     at down_proj)
+ *  post_norm_no_offset gp_rmsnorm_offset ignores w_offset (Gemma's 1 + w
+ *                     becomes w; visible only where w_offset != 0)
+ *  chunk_pos_off      NOT a decode fault: active when q_pos0 > 0 AND n_q > 1
+ *                     (a chunk of a chunked prefill after the first).
+ *                     gp_attn_scores and gp_attention take query i of the
+ *                     chunk at position q_pos0 - 1 + i: every causal limit
+ *                     is one key short (gp_attn_scores masks the query's
+ *                     own key, gp_attention drops it)
+ *  batch_kv_start_off NOT a decode fault: active when B > 1.
+ *                     gp_attention_batched reads sequence b's keys and
+ *                     values from cache row kv_start[b] + 1 on (kv_start[b]
+ *                     itself where that would pass capacity)
  */
 
 /* ---- "attestation": route attestation ------------------------------- */
@@ -326,13 +362,100 @@ int gp_attention(int dtype, const void *q, const void *k_cache, const void *v_ca
                  float *lse, int n_q, int n_kv, int n_heads, int n_kv_heads, int head_dim,
                  int q_pos0, float scale, int causal);
 
+/* ---- "batched": decode of B sequences in one call -------------------- */
+
+/* Batched decode: B sequences of different lengths, one new token each, in
+ * one call per stage (row b of every activation is sequence b's token). The
+ * row-wise stages need no new entry point: gp_rmsnorm, gp_linear (M = B)
+ * and gp_rope (pos[b] = sequence b's position) already take B rows. The
+ * two stateful stages take per-sequence arrays instead of one slot/q_pos0.
+ *
+ * Cache layout: ONE shared K cache and ONE shared V cache, [capacity,
+ * kv_width] dtype, token-major as gp_kv_append's; sequence b owns a span of
+ * rows that starts at a per-sequence offset (kv_start[b]) and holds its
+ * keys in position order (key j of sequence b at row kv_start[b] + j). The
+ * spans are the caller's business (a paged cache's block table flattened to
+ * one offset per sequence); they must not overlap for the results to be
+ * meaningful, but the functions do not require it.
+ *
+ * The int32 arrays (slot, kv_start, kv_len) are device pointers (gp_malloc,
+ * like gp_rope's pos), B elements each. A backend that can read them where
+ * it checks arguments (the CPU backend) rejects an out-of-range element
+ * with GP_ERR_INVALID_ARG naming it ("gp_kv_append_batched: slot[1]=9 must
+ * be < capacity=9"); a GPU backend skips such a row instead (nothing of it
+ * written, so the harness sees poison).
+ *
+ * kv_cache: copies row b of k and v ([B, kv_width]) to row slot[b] of
+ * k_cache and v_cache; 0 <= slot[b] < capacity. Copies are exact: row b is
+ * bit-identical to gp_kv_append(rows = 1, slot = slot[b]). */
+int gp_kv_append_batched(int dtype, const void *k, const void *v, void *k_cache, void *v_cache,
+                         int B, int kv_width, const int32_t *slot, int capacity);
+
+/* attn: row b of q ([B, n_heads*head_dim]) is sequence b's query at
+ * position kv_len[b] - 1; it attends causally to the sequence's keys
+ * 0 .. kv_len[b]-1, that is cache rows kv_start[b] .. kv_start[b] +
+ * kv_len[b] - 1; 1 <= kv_len[b], 0 <= kv_start[b], kv_start[b] + kv_len[b]
+ * <= capacity. out is [B, n_heads*head_dim] dtype, lse f32 [n_heads, B]
+ * (lse[h * B + b]; may be NULL). Other arguments as gp_attention.
+ *
+ * Row b is bit-identical to gp_attention(n_q = 1, n_kv = kv_len[b], q_pos0
+ * = kv_len[b] - 1, causal = 1) on the caches offset by kv_start[b] rows:
+ * our backends run the same split-KV flash decoding with the same fixed
+ * key split (GP_ATTN_SPLIT_KEYS, counted from the sequence's key 0, never
+ * from the cache row) and the same combine, so a sequence's result does not
+ * depend on B, on the other sequences or on where its span lies. Attested
+ * like gp_attention: tile_n = keys per split, split_k = the splits the call
+ * provisions per sequence (the CPU backend: those of the longest sequence;
+ * the HIP backends, which never read the arrays on the host: those of
+ * capacity keys). */
+int gp_attention_batched(int dtype, const void *q, const void *k_cache, const void *v_cache,
+                         void *out, float *lse, int B, const int32_t *kv_start,
+                         const int32_t *kv_len, int capacity, int n_heads, int n_kv_heads,
+                         int head_dim, float scale);
+
+/* ---- "mlp": the rest of the layer ------------------------------------ */
+
+/* After attn_out the layer is: attn_res (h = x + attn_out), post_norm
+ * (gp_rmsnorm_offset of h), gate_proj and up_proj (gp_linear, [intermediate,
+ * hidden]), act (gp_gated_act), down_proj (gp_linear, [hidden,
+ * intermediate]) and mlp_res (out = h + down_proj). Each computes in f32
+ * and rounds its output once to dtype; rows are independent, so every one
+ * is batch invariant on our backends. */
+
+/* Gated activations of gp_gated_act. */
+typedef enum gp_act {
+    GP_ACT_SWIGLU = 0,   /* silu(g) * u, silu(g) = g / (1 + expf(-g)): Llama,
+                            Mistral, Qwen2, Phi-3 */
+    GP_ACT_GELU_TANH = 1 /* gelu_tanh(g) * u = 0.5 g (1 + tanhf(sqrt(2/pi) (g +
+                            0.044715 g^3))) * u: Gemma (gelu_pytorch_tanh) */
+} gp_act;
+
+/* attn_res, mlp_res: y[r, c] = a[r, c] + b[r, c] for rows x width elements,
+ * the sum in f32 rounded once to dtype. a is the residual stream (the layer
+ * input x, or h), b the branch (attn_out, down_proj). y may alias a or b. */
+int gp_residual_add(int dtype, const void *a, const void *b, void *y, int rows, int width);
+
+/* post_norm: gp_rmsnorm with the weight shifted by w_offset, w_offset + w[c]
+ * computed in f32: y = (x * inv) * (w_offset + w). w_offset is 0 (Llama's
+ * LlamaRMSNorm) or 1 (Gemma's GemmaRMSNorm, output * (1.0 +
+ * weight.float())); any finite value is accepted. */
+int gp_rmsnorm_offset(int dtype, const void *x, const void *w, void *y, int rows, int dim,
+                      float eps, float w_offset);
+
+/* act: y[r, c] = act(gate[r, c]) * up[r, c], kind a gp_act, in f32 with
+ * precise (not fast-math) expf/tanhf, rounded once to dtype. gate, up and y
+ * are [rows, width]; y may alias gate or up. */
+int gp_gated_act(int dtype, int kind, const void *gate, const void *up, void *y, int rows,
+                 int width);
+
 /* ---- "invariance": batch-invariance declaration ---------------------- */
 
 /* Static comma-separated list (no spaces) of the stage names whose output
  * for one row is bit-identical whatever the row count of the call, given the
  * same inputs (projections: on a forced route); see "Batch invariance" at
  * the top. Stage names: x_norm q_proj k_proj v_proj q_rope k_rope kv_cache
- * qk softmax pv attn attn_out. Ours (CPU, HIP) declare all twelve. */
+ * qk softmax pv attn attn_out, and with "mlp" attn_res post_norm gate_proj
+ * up_proj act down_proj mlp_res. Ours (CPU, HIP) declare all nineteen. */
 const char *gp_batch_invariant_stages(void);
 
 #ifdef __cplusplus

@@ -23,7 +23,7 @@
  *            bound above) + (2*max|s - max| + n_vis + 16)*eps32
  *
  * ABI 3: the core symbols are required; each optional capability (faults,
- * attestation, d2d, routes, unfused, fused, invariance) is looked up with
+ * attestation, d2d, routes, unfused, fused, invariance, mlp) is looked up with
  * dlsym, must be exported whole or not at all, and its tests are skipped
  * with a printed note when it is absent (at least one of unfused and fused
  * is required). gp_linear runs on AUTO and on the routes gp_forced_routes()
@@ -85,12 +85,15 @@ static struct {
     int (*attention)(int, const void *, const void *, const void *, void *, float *, int, int, int,
                      int, int, int, float, int);
     const char *(*batch_invariant_stages)(void);
+    int (*residual_add)(int, const void *, const void *, void *, int, int);
+    int (*rmsnorm_offset)(int, const void *, const void *, void *, int, int, float, float);
+    int (*gated_act)(int, int, const void *, const void *, void *, int, int);
 } gp;
 
 /* The optional capabilities of ABI 3 the library implements (all of a
  * capability's symbols exported), and the routes and stages it declares. */
 static struct {
-    int faults, attestation, d2d, routes, unfused, fused, invariance;
+    int faults, attestation, d2d, routes, unfused, fused, invariance, mlp;
     int route_mask;     /* gp_forced_routes(), 0 without "routes" */
     const char *stages; /* gp_batch_invariant_stages(), "" without "invariance" */
 } cap;
@@ -173,6 +176,11 @@ static int load_library(const char *path) {
          1,
          {"gp_batch_invariant_stages"},
          {(void **)&gp.batch_invariant_stages}},
+        {"mlp",
+         &cap.mlp,
+         3,
+         {"gp_residual_add", "gp_rmsnorm_offset", "gp_gated_act"},
+         {(void **)&gp.residual_add, (void **)&gp.rmsnorm_offset, (void **)&gp.gated_act}},
     };
     lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL) {
@@ -1200,9 +1208,10 @@ static void test_attention(void) {
 /* ---- declared capabilities (ABI 3) ------------------------------------------------------ */
 
 static void test_declarations(void) {
-    static const char *const stages[] = {"x_norm",  "q_proj", "k_proj",   "v_proj",
-                                         "q_rope",  "k_rope", "kv_cache", "qk",
-                                         "softmax", "pv",     "attn",     "attn_out"};
+    static const char *const stages[] = {
+        "x_norm",    "q_proj",  "k_proj", "v_proj",    "q_rope",   "k_rope",   "kv_cache",
+        "qk",        "softmax", "pv",     "attn",      "attn_out", "attn_res", "post_norm",
+        "gate_proj", "up_proj", "act",    "down_proj", "mlp_res"};
     const int n_stages = (int)(sizeof stages / sizeof stages[0]);
     if (cap.routes) {
         const int known = (1 << GP_ROUTE_MFMA) | (1 << GP_ROUTE_VALU) | (1 << GP_ROUTE_BLAS);
@@ -1216,7 +1225,7 @@ static void test_declarations(void) {
     if (cap.invariance) {
         /* a comma-separated list of known stage names, each at most once */
         const char *p = cap.stages;
-        int seen[16] = {0}, ok = cap.stages[0] != '\0', i;
+        int seen[32] = {0}, ok = cap.stages[0] != '\0', i;
         while (ok && *p != '\0') {
             const char *end = strchr(p, ',');
             size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
@@ -1242,6 +1251,9 @@ static void test_declarations(void) {
         check(cap.unfused ||
                   !(stage_declared("qk") || stage_declared("softmax") || stage_declared("pv")),
               "gp_batch_invariant_stages declares unfused stages without them");
+        check(cap.mlp || !(stage_declared("attn_res") || stage_declared("post_norm") ||
+                           stage_declared("act") || stage_declared("mlp_res")),
+              "gp_batch_invariant_stages declares mlp stages without the mlp capability");
         printf("abi_selftest: batch-invariant stages: %s\n", cap.stages);
     }
 }
@@ -1435,14 +1447,118 @@ static void test_bad_args(void) {
     dev_free(pos);
 }
 
+/* ---- mlp --------------------------------------------------------------------------------- */
+
+static double act_ref(int kind, double g) {
+    if (kind == GP_ACT_GELU_TANH) {
+        return 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g)));
+    }
+    return g / (1.0 + exp(-g));
+}
+
+/* Runs one "mlp" op on rows x width inputs a and b (op 0: gp_residual_add,
+ * 1: gp_gated_act of kind, 2: gp_rmsnorm_offset with b's first width
+ * elements as w and w_offset 1) and returns the downloaded output. */
+static unsigned char *run_mlp(int op, int kind, int dtype, const tensor *a, const tensor *b,
+                              int rows, int width) {
+    size_t es = gp_dtype_size(dtype), n = (size_t)rows * width;
+    void *da = dev_upload(a->raw, n * es), *db = dev_upload(b->raw, n * es);
+    void *dy = dev_poisoned(n * es);
+    unsigned char *y = NULL;
+    int st = op == 0   ? gp.residual_add(dtype, da, db, dy, rows, width)
+             : op == 1 ? gp.gated_act(dtype, kind, da, db, dy, rows, width)
+                       : gp.rmsnorm_offset(dtype, da, db, dy, rows, width, 1e-5f, 1.0f);
+    if (check_ok(st, op == 0   ? "gp_residual_add"
+                     : op == 1 ? "gp_gated_act"
+                               : "gp_rmsnorm_offset")) {
+        y = dev_download_checked(dy, n * es, es, "mlp op");
+    }
+    dev_free(da);
+    dev_free(db);
+    dev_free(dy);
+    return y;
+}
+
+/* Each "mlp" op against the double reference (one f32 rounding chain and
+ * one store: 2 u_out |ref| + 16 eps32 (|ref| + |g u|) + tiny; |g u| covers
+ * the cancellation of 1 + tanh), row 0 of a 3-row call equal to the 1-row
+ * call for declared stages, and the argument checks. */
+static void test_mlp(void) {
+    static const char *const stage_of[] = {"mlp_res", "act", "post_norm"};
+    int dtype, op, kind, r, c;
+    for (dtype = 0; dtype < 3; dtype++) {
+        for (op = 0; op < 3; op++) {
+            for (kind = 0; kind < (op == 1 ? 2 : 1); kind++) {
+                int rows = 3, width = 100;
+                size_t es = gp_dtype_size(dtype), n = (size_t)rows * width;
+                tensor a = tensor_random(dtype, n, 0.05, 4.0);
+                tensor b = tensor_random(dtype, n, 0.05, 2.0);
+                unsigned char *y = run_mlp(op, kind, dtype, &a, &b, rows, width);
+                unsigned char *y1 = run_mlp(op, kind, dtype, &a, &b, 1, width);
+                long bad = 0;
+                if (y == NULL || y1 == NULL) {
+                    free(y);
+                    free(y1);
+                    tensor_free(&a);
+                    tensor_free(&b);
+                    continue;
+                }
+                for (r = 0; r < rows; r++) {
+                    double ss = 0.0, inv;
+                    for (c = 0; c < width; c++) {
+                        ss += a.val[(size_t)r * width + c] * a.val[(size_t)r * width + c];
+                    }
+                    inv = 1.0 / sqrt(ss / width + 1e-5);
+                    for (c = 0; c < width; c++) {
+                        size_t i = (size_t)r * width + c;
+                        double ref = op == 0   ? a.val[i] + b.val[i]
+                                     : op == 1 ? act_ref(kind, a.val[i]) * b.val[i]
+                                               : a.val[i] * inv * (1.0 + b.val[c]);
+                        double tol = 2.0 * unit_roundoff(dtype) * fabs(ref) +
+                                     16 * EPS32 * (fabs(ref) + fabs(a.val[i] * b.val[i])) +
+                                     (op == 2 ? (width + 8) * EPS32 * fabs(ref) : 0) + tiny(dtype);
+                        bad += !(fabs(gp_load(dtype, y, i) - ref) <= tol);
+                    }
+                }
+                check(bad == 0, "%s %s kind=%d: %ld outputs beyond bound", stage_of[op],
+                      dtype_str(dtype), kind, bad);
+                check_invariant(stage_declared(stage_of[op]), memcmp(y, y1, width * es) == 0,
+                                "%s %s: row 0 differs between rows=3 and rows=1", stage_of[op],
+                                dtype_str(dtype));
+                free(y);
+                free(y1);
+                tensor_free(&a);
+                tensor_free(&b);
+            }
+        }
+    }
+    {
+        void *p = NULL;
+        check_ok(gp.malloc_(&p, 4096), "gp_malloc");
+        expect_fail(gp.residual_add(GP_DTYPE_F32, p, p, p, 0, 8), GP_ERR_INVALID_ARG,
+                    "gp_residual_add", "rows", "gp_residual_add rows=0");
+        expect_fail(gp.residual_add(GP_DTYPE_F32, p, NULL, p, 1, 8), GP_ERR_NULL_POINTER,
+                    "gp_residual_add", "b", "gp_residual_add b=NULL");
+        expect_fail(gp.gated_act(GP_DTYPE_F16, 7, p, p, p, 1, 8), GP_ERR_INVALID_ARG,
+                    "gp_gated_act", "kind", "gp_gated_act kind=7");
+        expect_fail(gp.gated_act(GP_DTYPE_F16, GP_ACT_SWIGLU, p, p, p, 1, GP_MAX_DIM + 1),
+                    GP_ERR_INVALID_ARG, "gp_gated_act", "width", "gp_gated_act width too big");
+        expect_fail(gp.rmsnorm_offset(GP_DTYPE_BF16, p, p, p, 1, 8, 1e-5f, NAN), GP_ERR_INVALID_ARG,
+                    "gp_rmsnorm_offset", "w_offset", "gp_rmsnorm_offset w_offset=NaN");
+        check_ok(gp.residual_add(GP_DTYPE_F32, p, p, p, 2, 8), "gp_residual_add after bad calls");
+        dev_free(p);
+    }
+}
+
 /* ---- faults --------------------------------------------------------------------------- */
 
 static const char *const header_faults[] = {
-    "gemv_f16_acc",    "rope_wrong_layout", "rope_pos_prev",       "rope_pos_zero",
-    "gqa_modulo",      "kv_slot_off",       "scale_missing",       "scale_twice",
-    "mask_off_by_one", "splitk_drop_tail",  "softmax_no_max",      "bias_skipped",
-    "round_truncate",  "attn_no_rescale",   "attn_lse_off_by_one", "attn_causal_prev",
-    "attn_gqa_modulo",
+    "gemv_f16_acc",        "rope_wrong_layout", "rope_pos_prev",       "rope_pos_zero",
+    "gqa_modulo",          "kv_slot_off",       "scale_missing",       "scale_twice",
+    "mask_off_by_one",     "splitk_drop_tail",  "softmax_no_max",      "bias_skipped",
+    "round_truncate",      "attn_no_rescale",   "attn_lse_off_by_one", "attn_causal_prev",
+    "attn_gqa_modulo",     "act_wrong_half",    "residual_twice",      "gemv_skip_last_k_tile",
+    "post_norm_no_offset",
 };
 #define N_HEADER_FAULTS ((int)(sizeof header_faults / sizeof header_faults[0]))
 
@@ -1452,6 +1568,10 @@ static int fault_applies(int f) {
     const char *name = header_faults[f];
     if (strncmp(name, "attn_", 5) == 0) {
         return cap.fused;
+    }
+    if (strcmp(name, "act_wrong_half") == 0 || strcmp(name, "residual_twice") == 0 ||
+        strcmp(name, "post_norm_no_offset") == 0) {
+        return cap.mlp;
     }
     if (strcmp(name, "gqa_modulo") == 0 || strncmp(name, "scale_", 6) == 0 ||
         strcmp(name, "mask_off_by_one") == 0 || strcmp(name, "softmax_no_max") == 0) {
@@ -1514,6 +1634,27 @@ static unsigned char *fault_scenario(int f, int rows, size_t *bytes) {
     rng_state = 0x1234567ull + (uint64_t)f * 977u; /* same data each time */
     if (strncmp(name, "attn_", 5) == 0) {
         out = attention_fault_scenario(name, rows, bytes);
+    } else if (strcmp(name, "act_wrong_half") == 0 || strcmp(name, "residual_twice") == 0 ||
+               strcmp(name, "post_norm_no_offset") == 0) {
+        int op = strcmp(name, "residual_twice") == 0   ? 0
+                 : strcmp(name, "act_wrong_half") == 0 ? 1
+                                                       : 2;
+        int width = 40;
+        tensor a = tensor_random(GP_DTYPE_F32, (size_t)2 * width, 0.05, 1.0);
+        tensor b = tensor_random(GP_DTYPE_F32, (size_t)2 * width, 0.05, 1.0);
+        out = run_mlp(op, GP_ACT_SWIGLU, GP_DTYPE_F32, &a, &b, rows, width);
+        *bytes = (size_t)rows * width * 4;
+        tensor_free(&a);
+        tensor_free(&b);
+    } else if (strcmp(name, "gemv_skip_last_k_tile") == 0) {
+        int N = 8, K = 300; /* K > 256: the VALU GEMV's last tile is k 256..299 */
+        tensor x = tensor_random(GP_DTYPE_F32, (size_t)2 * K, 0.05, 1.0);
+        tensor w = tensor_random(GP_DTYPE_F32, (size_t)N * K, 0.05, 1.0);
+        out = run_linear(GP_DTYPE_F32, route_usable(GP_ROUTE_VALU) ? GP_ROUTE_VALU : GP_ROUTE_AUTO,
+                         x.raw, w.raw, NULL, rows, N, K, &status);
+        *bytes = (size_t)rows * N * 4;
+        tensor_free(&x);
+        tensor_free(&w);
     } else if (strcmp(name, "gemv_f16_acc") == 0 || strcmp(name, "splitk_drop_tail") == 0 ||
                strcmp(name, "bias_skipped") == 0 || strcmp(name, "round_truncate") == 0) {
         int dtype = strcmp(name, "round_truncate") == 0 ? GP_DTYPE_F16 : GP_DTYPE_F32;
@@ -1757,6 +1898,11 @@ int main(int argc, char **argv) {
         test_attention();
     } else {
         skip_note("gp_attention", "fused");
+    }
+    if (cap.mlp) {
+        test_mlp();
+    } else {
+        skip_note("gp_residual_add, gp_rmsnorm_offset, gp_gated_act", "mlp");
     }
     test_bad_args();
     if (cap.faults) {
