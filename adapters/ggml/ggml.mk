@@ -42,7 +42,8 @@ GGML_ADAPTER_DIR := adapters/ggml
 GGML_ADAPTER_LIB := $(BUILD)/libgreta_parity_ggml.so
 GGML_BUILD_DIR := $(BUILD)/ggml-$(GGML_BACKEND)
 GGML_OBJ_DIR := $(BUILD)/ggml-obj
-GGML_ADAPTER_SRCS := $(GGML_ADAPTER_DIR)/greta_ggml.cpp $(GGML_ADAPTER_DIR)/ggml_glue.cpp $(GGML_ADAPTER_DIR)/ggml_dispatch.cpp
+GGML_ADAPTER_SRCS := $(GGML_ADAPTER_DIR)/greta_ggml.cpp $(GGML_ADAPTER_DIR)/ggml_glue.cpp $(GGML_ADAPTER_DIR)/ggml_dispatch.cpp \
+	$(GGML_ADAPTER_DIR)/ggml_mlp.cpp
 # gp_common.c with its fault functions renamed, as torch.mk does it
 # (TORCH_COMMON_RENAME): the adapter exports its own fault list and
 # forwards to these.

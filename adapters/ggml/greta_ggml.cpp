@@ -42,7 +42,7 @@
  *             then m + log(sum(exp(s - m)))); the LSE is not ggml's
  *             kernel's own.
  *
- * Capabilities: core, "unfused", "fused", "faults" (decode-only faults in
+ * Capabilities: core, "unfused", "fused", "mlp" (ggml_mlp.cpp), "faults" (decode-only faults in
  * this glue around ggml's unchanged ops), "attestation" (kernel names
  * inferred from ggml's dispatch rules, see ggml_dispatch.cpp) and "d2d".
  * Not "routes" (ggml picks the kernel) nor "invariance".
@@ -76,13 +76,15 @@ namespace {
 /* The faults this adapter implements, in the header's order: each is a
  * change of the glue around an unchanged ggml op (the positions or mode
  * given to ggml_rope_ext, the KV head mapping, the cache view, the scale,
- * the mask, the bias), active only at row count 1. Faults inside a kernel
+ * the mask, the bias, the MLP's GLU halves, residual and norm offset
+ * (ggml_mlp.cpp)), active only at row count 1. Faults inside a kernel
  * (an f16 GEMV accumulator, split-K, softmax without max, a flash-decoding
  * combine) have no glue form here. */
 const char *const g_faults[] = {
-    "rope_wrong_layout", "rope_pos_prev",    "rope_pos_zero",   "gqa_modulo",
-    "kv_slot_off",       "scale_missing",    "scale_twice",     "mask_off_by_one",
-    "bias_skipped",      "attn_causal_prev", "attn_gqa_modulo",
+    "rope_wrong_layout", "rope_pos_prev",       "rope_pos_zero",   "gqa_modulo",
+    "kv_slot_off",       "scale_missing",       "scale_twice",     "mask_off_by_one",
+    "bias_skipped",      "attn_causal_prev",    "attn_gqa_modulo", "act_wrong_half",
+    "residual_twice",    "post_norm_no_offset",
 };
 constexpr int g_fault_count = sizeof g_faults / sizeof g_faults[0];
 
