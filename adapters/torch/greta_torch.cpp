@@ -43,7 +43,8 @@
  * says which ATen op or SDPA backend ran; cuBLAS does not say which GEMM
  * kernel it picked, so projections attest route 0 and "at::linear"),
  * "faults" (decode-only faults applied in this glue around the real
- * kernels; see g_faults) and "d2d". Not "routes" (at::linear is the only
+ * kernels; see g_faults), "mlp" (the rest of HF's decoder layer) and
+ * "d2d". Not "routes" (at::linear is the only
  * projection path) nor "invariance" (PyTorch is not batch invariant).
  *
  * Testing without a GPU: built with -DGP_TORCH_CPU_ONLY (make
@@ -205,9 +206,10 @@ int guarded(const char *fn, const std::function<void()> &body) {
  * faults inside a kernel (an f16 GEMV accumulator, split-K, a softmax
  * without max, a flash-decoding combine) have no glue form here. */
 const char *const g_faults[] = {
-    "rope_wrong_layout", "rope_pos_prev",    "rope_pos_zero",   "gqa_modulo",
-    "kv_slot_off",       "scale_missing",    "scale_twice",     "mask_off_by_one",
-    "bias_skipped",      "attn_causal_prev", "attn_gqa_modulo",
+    "rope_wrong_layout", "rope_pos_prev",       "rope_pos_zero",   "gqa_modulo",
+    "kv_slot_off",       "scale_missing",       "scale_twice",     "mask_off_by_one",
+    "bias_skipped",      "attn_causal_prev",    "attn_gqa_modulo", "act_wrong_half",
+    "residual_twice",    "post_norm_no_offset",
 };
 constexpr int g_fault_count = sizeof g_faults / sizeof g_faults[0];
 
@@ -758,6 +760,78 @@ extern "C" int gp_attention(int dtype, const void *q, const void *k_cache, const
             wrap(lse, {n_heads, n_q}, at::kFloat).copy_(r.lse.select(0, 0).narrow(-1, 0, n_q));
         }
         gp_attest(0, 0, 0, 0, 1, r.kernel.c_str());
+    });
+}
+
+/* ==== "mlp": the rest of HF's decoder layer ============================= */
+
+/* attn_res, mlp_res: hidden_states = residual + hidden_states, in dtype
+ * (one rounding: ATen adds f16/bf16 in f32 and stores once). */
+extern "C" int gp_residual_add(int dtype, const void *a, const void *b, void *y, int rows,
+                               int width) {
+    int rc = gp_check_residual_add(dtype, a, b, y, rows, width);
+    if (rc != GP_OK) {
+        return rc;
+    }
+    return guarded("gp_residual_add", [&] {
+        const at::ScalarType t = scalar_of(dtype);
+        at::Tensor A = wrap(a, {rows, width}, t), B = wrap(b, {rows, width}, t);
+        at::Tensor Y = wrap(y, {rows, width}, t);
+        at::Tensor s = A + B;
+        if (gp_fault_on(GP_FAULT_RESIDUAL_TWICE, rows)) {
+            s = s + B;
+        }
+        Y.copy_(s);
+        gp_attest(0, 0, 0, 0, 1, "residual + hidden_states (dtype)");
+    });
+}
+
+/* post_norm: post_attention_layernorm. w_offset 0 is LlamaRMSNorm (as
+ * x_norm: f32 normalize, cast, * w in dtype); w_offset != 0 is
+ * GemmaRMSNorm (x.float() normalized, * (w_offset + w.float()), all in f32,
+ * type_as(x): one rounding). */
+extern "C" int gp_rmsnorm_offset(int dtype, const void *x, const void *w, void *y, int rows,
+                                 int dim, float eps, float w_offset) {
+    int rc = gp_check_rmsnorm_offset(dtype, x, w, y, rows, dim, eps, w_offset);
+    if (rc != GP_OK) {
+        return rc;
+    }
+    return guarded("gp_rmsnorm_offset", [&] {
+        const at::ScalarType t = scalar_of(dtype);
+        at::Tensor X = wrap(x, {rows, dim}, t), W = wrap(w, {dim}, t), Y = wrap(y, {rows, dim}, t);
+        at::Tensor h = X.to(at::kFloat);
+        h = h * at::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
+        if (w_offset == 0.0f) {
+            Y.copy_(W * h.to(t));
+            gp_attest(0, 0, 0, 0, 1, "hf_rmsnorm (f32 normalize, cast, *w in dtype)");
+            return;
+        }
+        const float off = gp_fault_on(GP_FAULT_POST_NORM_NO_OFFSET, rows) ? 0.0f : w_offset;
+        Y.copy_(h * (W.to(at::kFloat) + off));
+        gp_attest(0, 0, 0, 0, 1, "hf_gemma_rmsnorm (f32, *(1+w) in f32, cast once)");
+    });
+}
+
+/* act: LlamaMLP's act_fn(gate_proj(x)) * up_proj(x), in dtype (the
+ * activation rounded, then the product): silu, or Gemma's
+ * gelu(approximate="tanh"). */
+extern "C" int gp_gated_act(int dtype, int kind, const void *gate, const void *up, void *y,
+                            int rows, int width) {
+    int rc = gp_check_gated_act(dtype, kind, gate, up, y, rows, width);
+    if (rc != GP_OK) {
+        return rc;
+    }
+    return guarded("gp_gated_act", [&] {
+        const at::ScalarType t = scalar_of(dtype);
+        at::Tensor G = wrap(gate, {rows, width}, t), U = wrap(up, {rows, width}, t);
+        at::Tensor Y = wrap(y, {rows, width}, t);
+        if (gp_fault_on(GP_FAULT_ACT_WRONG_HALF, rows)) {
+            std::swap(G, U);
+        }
+        const bool gelu = kind == GP_ACT_GELU_TANH;
+        Y.copy_((gelu ? at::gelu(G, "tanh") : at::silu(G)) * U);
+        gp_attest(0, 0, 0, 0, 1,
+                  gelu ? "gelu(tanh)(gate) * up (dtype)" : "silu(gate) * up (dtype)");
     });
 }
 
