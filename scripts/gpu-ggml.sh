@@ -20,7 +20,7 @@
 #                  check of this script on a machine without a GPU.)
 #   smoke          TestParity on tiny-k90 (engine); if the library cannot run
 #                  (errors, not differences) the script stops there
-#   engine         TestParity, full table, -parity.contract=engine
+#   engine         TestParity, full table (or $GP_MODELS), -parity.contract=engine
 #   strict         the same under strict
 #   engine-precf32, strict-precf32
 #                  the full table with GRETA_GGML_PREC=f32: GGML_PREC_F32 on
@@ -63,6 +63,10 @@ DEADLINE=${GP_DEADLINE:-480}
 BUILD_CAP=${GP_BUILD_CAP:-540}
 DEBUG_SHAPES=tiny-k90,tiny-gqa3,tiny-qwen,long-ctx
 SUBSET=${GP_SUBSET:-$DEBUG_SHAPES,llama3-8b}
+# The full table in three model groups (one summary.md each); $GP_MODELS (a
+# comma list) narrows the engine/strict phases to those models.
+MODEL_GROUPS=("$DEBUG_SHAPES" llama3-8b,qwen2-7b,gemma-2b llama2-7b,mistral-7b,phi3-mini)
+[ -n "${GP_MODELS:-}" ] && MODEL_GROUPS=("$GP_MODELS")
 PROP_CHECKS=${GP_PROP_CHECKS:-100}
 NMSE_CASES=${GP_NMSE_CASES:-tiny-qwen/f16/256/normal llama3-8b/f16/129/normal llama3-8b/bf16/129/normal}
 mkdir -p "$OUT" "$BUILD"
@@ -144,10 +148,10 @@ phase() {
     local p=$1 rc log t c
     case $p in
     engine | strict)
-        table "$p" "" "$p" "$DEBUG_SHAPES" llama3-8b,qwen2-7b,gemma-2b llama2-7b,mistral-7b,phi3-mini
+        table "$p" "" "$p" "${MODEL_GROUPS[@]}"
         ;;
     engine-precf32 | strict-precf32)
-        table "$p" GRETA_GGML_PREC=f32 "${p%-precf32}" "$DEBUG_SHAPES" llama3-8b,qwen2-7b,gemma-2b llama2-7b,mistral-7b,phi3-mini
+        table "$p" GRETA_GGML_PREC=f32 "${p%-precf32}" "${MODEL_GROUPS[@]}"
         ;;
     engine-diagmask)
         table "$p" GRETA_GGML_DIAG_MASK=1 engine "$SUBSET"
