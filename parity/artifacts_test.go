@@ -113,7 +113,7 @@ func writeTrace(path string, res *harness.Result) error {
 			verdict = res.Verdict(sr)
 		}
 		for i := range heads {
-			rc := trace.Record{PromptID: prompt, Phase: phase, Layer: 0, Head: heads[i], Stage: st,
+			rc := trace.Record{PromptID: prompt, Phase: phase, Layer: c.Layer, Head: heads[i], Stage: st,
 				PosID: c.PosOffset + r, SeqLenUsed: r + 1, DType: d, Shape: shapes[i], Values: slices[i],
 				Mode: mode, Backend: res.Backend, Checks: checks, Verdict: verdict}
 			if local != nil {

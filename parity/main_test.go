@@ -184,6 +184,7 @@ func rerunCommand(t testing.TB) string {
 	if *flagExpectRoutes != flag.Lookup("parity.expect-routes").DefValue {
 		fmt.Fprintf(&b, " -parity.expect-routes '%s'", *flagExpectRoutes)
 	}
+	b.WriteString(layersFlags()) // layers_test.go
 	return b.String()
 }
 
@@ -255,6 +256,9 @@ func checkConfig() error {
 	if _, err := parseShard(*flagShard); err != nil {
 		errs = append(errs, err)
 	}
+	if err := checkLayersConfig(); err != nil { // layers_test.go
+		errs = append(errs, err)
+	}
 	for _, f := range []string{"test.run", "test.skip"} {
 		if _, err := compileFilter(testFlag(f)); err != nil {
 			errs = append(errs, fmt.Errorf("-%s: %v", strings.TrimPrefix(f, "test."), err))
@@ -286,6 +290,9 @@ func runCase(t interface{ Helper() }, lib *gpapi.Lib, c harness.Case) (*harness.
 // the rerun command, and leaves artifacts.
 func checkCase(t *testing.T, lib *gpapi.Lib, c harness.Case) *harness.Result {
 	t.Helper()
+	if layered(c) {
+		return checkLayers(t, lib, c) // layers_test.go
+	}
 	res, err := runCase(t, lib, c)
 	if err != nil {
 		recordError(t, err)

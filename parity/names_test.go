@@ -75,6 +75,7 @@ func tableCases() ([]namedCase, error) {
 			}
 			c.Route = forced
 		}
+		c = withLayers(c) // layers_test.go
 		named = append(named, namedCase{casePath(c), c})
 	}
 	return pickCases(named, testingShort(), shard), nil

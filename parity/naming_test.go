@@ -240,7 +240,9 @@ func TestREADMERunPatterns(t *testing.T) {
 		t.Fatal(err)
 	}
 	top := topLevelTests(t)
-	names := func(full bool) [][]string {
+	// head and layers: the line's -parity.head and -parity.layers=N, which
+	// rename the table's leaves (auto_head, auto_layers=3).
+	names := func(full, head bool, layers int) [][]string {
 		var out [][]string
 		for _, n := range top {
 			if n != "TestParity" && n != "TestMutations" { // these count by their cases
@@ -248,6 +250,10 @@ func TestREADMERunPatterns(t *testing.T) {
 			}
 		}
 		for _, c := range harness.Matrix(allModels(t), full, 1) {
+			if layers > 1 {
+				c.Layers = layers
+			}
+			c.Head = head || layers > 1
 			out = append(out, append([]string{"TestParity"}, casePath(c)...))
 		}
 		for _, m := range mutations {
@@ -257,6 +263,7 @@ func TestREADMERunPatterns(t *testing.T) {
 		}
 		return out
 	}
+	layersRE := regexp.MustCompile(`-parity\.layers[ =](\d+)`)
 	cmdRE := regexp.MustCompile(`go test \./parity[^\n` + "`" + `]*?-run[ =]'([^']*)'`)
 	found := 0
 	for _, line := range strings.Split(string(readme), "\n") {
@@ -271,8 +278,12 @@ func TestREADMERunPatterns(t *testing.T) {
 				t.Errorf("README: -run '%s': %v", m[1], err)
 				continue
 			}
+			layers := 1
+			if lm := layersRE.FindStringSubmatch(line); lm != nil {
+				layers, _ = strconv.Atoi(lm[1])
+			}
 			n := 0
-			for _, p := range names(full) {
+			for _, p := range names(full, strings.Contains(line, "-parity.head"), layers) {
 				if selectedBy(p, run, nil) {
 					n++
 				}

@@ -35,6 +35,8 @@ func TestParity(t *testing.T) {
 			c.Route = forced
 		}
 		c.Bitwise = *flagBitwise
+		// -parity.layers, -parity.head (layers_test.go)
+		c = withLayers(c)
 		named = append(named, namedCase{casePath(c), c}) // [model, fp32|fp16|bf16, "S=..", leaf "auto_steps=4"]: names_test.go
 	}
 	// Levels 0 and 1 (model, dtype) run in order, so one set of weights is

@@ -35,30 +35,37 @@ const (
 )
 
 // Series is one line of the plot: a name (a stage group, e.g. "attention")
-// and its margin at each layer, Margins[l] for layer l (0-based).
+// and its margin at each layer, Margins[i] for layer First+i (0-based). A
+// group that runs after the last layer only (the head) starts late.
 type Series struct {
 	Name    string
 	Margins []float64
+	First   int
 }
 
 // WritePNG writes the drift plot to path, creating its directory. Every
-// series must have one margin per layer (the same length, at least 1);
-// margins must be ≥ 0 or NaN/+Inf (a margin is a share of an error budget).
+// series must have at least one margin and end at the same layer (First +
+// len(Margins)); margins must be ≥ 0 or NaN/+Inf (a margin is a share of
+// an error budget).
 func WritePNG(path, title string, series []Series) error {
 	if len(series) == 0 {
 		return errors.New("driftplot: no series")
 	}
-	layers := len(series[0].Margins)
-	if layers == 0 {
-		return fmt.Errorf("driftplot: series %q has no layers", series[0].Name)
-	}
+	layers := series[0].First + len(series[0].Margins)
 	nonFinite := 0
 	for _, s := range series {
 		if s.Name == "" {
 			return errors.New("driftplot: a series has no name")
 		}
-		if len(s.Margins) != layers {
-			return fmt.Errorf("driftplot: series %q has %d layers, %q has %d", s.Name, len(s.Margins), series[0].Name, layers)
+		if len(s.Margins) == 0 {
+			return fmt.Errorf("driftplot: series %q has no layers", s.Name)
+		}
+		if s.First < 0 {
+			return fmt.Errorf("driftplot: series %q starts at layer %d < 0", s.Name, s.First)
+		}
+		if end := s.First + len(s.Margins); end != layers {
+			return fmt.Errorf("driftplot: series %q has %d layers from %d, %q has %d from %d: every series ends at the same layer",
+				s.Name, len(s.Margins), s.First, series[0].Name, len(series[0].Margins), series[0].First)
 		}
 		for l, m := range s.Margins {
 			switch {
@@ -90,9 +97,9 @@ func WritePNG(path, title string, series []Series) error {
 	p.Legend.Add("pass limit (margin 1)", limit)
 
 	for i, s := range series {
-		pts := make(plotter.XYs, layers)
+		pts := make(plotter.XYs, len(s.Margins))
 		for l, m := range s.Margins {
-			pts[l] = plotter.XY{X: float64(l), Y: clamp(m)}
+			pts[l] = plotter.XY{X: float64(s.First + l), Y: clamp(m)}
 		}
 		line, marks, err := plotter.NewLinePoints(pts)
 		if err != nil {

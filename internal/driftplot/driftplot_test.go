@@ -14,6 +14,7 @@ func TestWritePNG(t *testing.T) {
 	err := WritePNG(path, "llama3-8b/bf16/S=17", []Series{
 		{Name: "attention", Margins: []float64{0, 0.01, 0.2, 3, math.Inf(1)}},
 		{Name: "mlp", Margins: []float64{0.5, 0.5, math.NaN(), 1e-9, 2e5}},
+		{Name: "head", Margins: []float64{0.7}, First: 4},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +48,9 @@ func TestWritePNGBadInput(t *testing.T) {
 		{"none", nil, "no series"},
 		{"no layers", []Series{{Name: "a"}}, `"a" has no layers`},
 		{"no name", []Series{{Margins: []float64{1}}}, "has no name"},
-		{"ragged", []Series{{Name: "a", Margins: []float64{1, 2}}, {Name: "b", Margins: []float64{1}}}, `"b" has 1 layers, "a" has 2`},
+		{"ragged", []Series{{Name: "a", Margins: []float64{1, 2}}, {Name: "b", Margins: []float64{1}}}, `"b" has 1 layers from 0, "a" has 2 from 0`},
+		{"late start past the end", []Series{{Name: "a", Margins: []float64{1, 2}}, {Name: "head", Margins: []float64{1}, First: 2}}, `"head" has 1 layers from 2`},
+		{"negative start", []Series{{Name: "a", Margins: []float64{1}, First: -1}}, "starts at layer -1"},
 		{"negative", []Series{{Name: "a", Margins: []float64{0.1, -1}}}, `"a" layer 1: margin -1 < 0`},
 		{"-Inf", []Series{{Name: "a", Margins: []float64{math.Inf(-1)}}}, "margin -Inf < 0"},
 	} {

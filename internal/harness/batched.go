@@ -124,7 +124,7 @@ func ExecuteBatched(lib *gpapi.Lib, c Case, lens []int, timeout time.Duration) (
 		}
 		bt.Cases, bt.Inputs, alone[b] = append(bt.Cases, cb), append(bt.Inputs, in), tr
 	}
-	err := onDevice(lib, bt.Cases[0], bt.Inputs[0], timeout, func(d *device, alloc allocFunc, w *weightBufs, p *plan, tr *Trace) error {
+	err := onDevice(lib, bt.Cases[0], bt.Inputs[0], timeout, nil, func(d *device, alloc allocFunc, w *weightBufs, p *plan, tr *Trace) error {
 		for _, def := range p.defs {
 			if f, why := batchFormOf(lib, def); f == batchNone {
 				bt.Skipped[def.st] = why

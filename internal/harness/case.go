@@ -61,7 +61,26 @@ type Case struct {
 	// table's real shapes run their 14336-wide MLP on one case each, the
 	// rest of their cases on the attention block.
 	AttnOnly bool
+	// Layers is the depth of a layers-mode case (-parity.layers): the
+	// case chains Layers layers, each with its own weights and KV cache,
+	// and the head after the last (ExecuteLayers). 0 or 1: one layer, as
+	// before the layers mode (its name unchanged).
+	Layers int
+	// Layer is which layer of a layers-mode case this one is (0-based):
+	// its weights are drawn from LayerSeed(Seed, Layer). ExecuteLayers
+	// sets it; 0 is the one-layer case's own weights.
+	Layer int
+	// Head runs the head (final_norm, lm_head: the logits) after the
+	// layer; ExecuteLayers sets it on the last layer. Needs the MLP.
+	Head bool
 }
+
+// RunsHead reports whether the case runs the head stages (the library
+// must also have the "mlp" capability: final_norm reads mlp_res).
+func (c Case) RunsHead() bool { return c.Head && c.RunsMLP() && c.Model.HasHead() }
+
+// Depth is the number of layers the case chains (1 for a one-layer case).
+func (c Case) Depth() int { return max(1, c.Layers) }
 
 // RunsMLP reports whether the case runs the MLP stages (the library must
 // also have the "mlp" capability).

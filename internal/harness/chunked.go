@@ -110,7 +110,7 @@ func ExecuteChunked(lib *gpapi.Lib, c Case, chunks []int, in *Inputs, timeout ti
 		return nil, fmt.Errorf("case %s: %w", c.Name(), err)
 	}
 	var tr *Trace
-	err := onDevice(lib, c, in, timeout, func(d *device, alloc allocFunc, w *weightBufs, p *plan, t *Trace) error {
+	err := onDevice(lib, c, in, timeout, nil, func(d *device, alloc allocFunc, w *weightBufs, p *plan, t *Trace) error {
 		dm := caseDims(all)
 		pre, err := runPrefill(d, alloc, all, dm, w, in, p)
 		if err != nil {

@@ -106,7 +106,11 @@ func (k *ctx) inputsOf(p *plan, def *stageDef, row *Row) stageIn {
 	var in stageIn
 	if def.readsInput {
 		h := k.dm.h
-		in.x = append(in.x, k.in.X[row.R*h:(row.R+1)*h])
+		if row.X != nil {
+			in.x = append(in.x, row.X)
+		} else {
+			in.x = append(in.x, k.in.X[row.R*h:(row.R+1)*h])
+		}
 	}
 	for _, s := range p.readsOf(def) {
 		v := row.Out[s]

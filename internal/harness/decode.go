@@ -61,7 +61,12 @@ func runDecode(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case, 
 		if err := posBuf.Write(int32Bytes(int32(c.PosOffset + r))); err != nil {
 			return nil, err
 		}
-		if err := x.upload(in.X[r*dm.h : (r+1)*dm.h]); err != nil {
+		xr := in.X[r*dm.h : (r+1)*dm.h]
+		if !iso && in.DecodeX != nil {
+			xr = in.DecodeX[t]
+			row.X = xr
+		}
+		if err := x.upload(xr); err != nil {
 			return nil, err
 		}
 		a.rows, a.nkv, a.qPos0, a.slot = 1, r+1, r, r
@@ -92,6 +97,9 @@ func runDecode(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case, 
 					}
 					before[i] = b
 				}
+			}
+			if err := d.armFor(def.st); err != nil {
+				return nil, err
 			}
 			l, err := d.launch(fmt.Sprintf("%s (decode %s, step %d)", def.st, mode, t), o, extra, func() (gpapi.Launch, error) { return def.launch(d.lib, a) })
 			row.Launch[def.st] = l

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/gpapi"
+	"github.com/gretacore/parity/internal/stage"
 )
 
 // tensor is a guarded device buffer of n elements of a storage dtype.
@@ -28,6 +29,20 @@ type device struct {
 	lib     *gpapi.Lib
 	timeout time.Duration
 	bufs    []*gpapi.Buffer
+	// arm, if set, is called before each stage's launch in prefill and
+	// decode: the layers mode arms a fault for the head's stages only.
+	arm func(st stage.Stage) error
+}
+
+// armFor runs the arm hook (if any) before st's launch.
+func (d *device) armFor(st stage.Stage) error {
+	if d.arm == nil {
+		return nil
+	}
+	if err := d.arm(st); err != nil {
+		return fmt.Errorf("%s: %w", st, err)
+	}
+	return nil
 }
 
 func (d *device) alloc(name string, dt dtype.Dtype, n int) (*tensor, error) {

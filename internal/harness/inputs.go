@@ -22,12 +22,21 @@ type Weights struct {
 	// intermediate].
 	PostNormW  []float64 // [hidden]
 	Wg, Wu, Wd []float64
+	// The head (nil unless a case runs it): the final norm weight and the
+	// LM head [vocab, hidden].
+	FinalNormW []float64 // [hidden]
+	Wlm        []float64
 }
 
 // Inputs are a case's weights and token activations x [P, hidden].
 type Inputs struct {
 	W *Weights
 	X []float64
+	// DecodeX, if set, is chained decode's layer input of each step: a
+	// later layer of a layers-mode case, whose decode carries its own
+	// residual stream (the layer before's chained mlp_res) while prefill
+	// and isolated decode read X (prefill's stream). nil: X's rows.
+	DecodeX [][]float64
 }
 
 // weightKey is what a case's weights depend on besides the distribution.
@@ -90,14 +99,14 @@ func (g gen) fill(n int, scale float64) []float64 {
 // weights from (model, dtype, dist, seed), activations from (seed, P).
 func NewInputs(c Case) *Inputs {
 	m := c.Model
-	key := weightKey{m, c.Dtype, c.Seed}
+	key := weightKey{m, c.Dtype, LayerSeed(c.Seed, c.Layer)}
 	weightCache.Lock()
 	if weightCache.key != key || weightCache.w == nil {
 		weightCache.key, weightCache.w = key, map[Dist]*Weights{}
 	}
 	w := weightCache.w[c.Dist]
 	if w == nil {
-		w = newWeights(m, c.Dtype, c.Dist, c.Seed)
+		w = newWeights(m, c.Dtype, c.Dist, key.seed)
 		weightCache.w[c.Dist] = w
 	}
 	if c.RunsMLP() && w.Wg == nil {
@@ -105,7 +114,13 @@ func NewInputs(c Case) *Inputs {
 		// attn-only case does not), into a new set: a set already handed
 		// out is never written to.
 		full := *w
-		addMLPWeights(&full, m, c.Dtype, c.Dist, c.Seed)
+		addMLPWeights(&full, m, c.Dtype, c.Dist, key.seed)
+		w = &full
+		weightCache.w[c.Dist] = w
+	}
+	if c.RunsHead() && w.Wlm == nil {
+		full := *w
+		addHeadWeights(&full, m, c.Dtype, c.Dist, c.Seed)
 		w = &full
 		weightCache.w[c.Dist] = w
 	}
@@ -153,6 +168,38 @@ func newWeights(m model.Shape, dt dtype.Dtype, dist Dist, seed uint64) *Weights 
 		w.Bv = g.fill(kvd, 0.5)
 	}
 	return w
+}
+
+// LayerSeed is the seed of layer l's weights in a layers-mode case: layer 0
+// keeps the case's seed (a one-layer case is layer 0 of any depth, with the
+// same weights), every other layer its own stream (splitmix64 of the seed
+// and the layer), so that no two layers share weights.
+func LayerSeed(seed uint64, l int) uint64 {
+	if l == 0 {
+		return seed
+	}
+	z := seed + uint64(l)*0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// addHeadWeights draws the head's weights into w from the case's seed (one
+// head per model, whatever the depth): the final norm weight as the
+// post-attention one (offset + w near 1), the LM head scaled as the other
+// projections (1/sqrt(hidden): logits O(1)).
+func addHeadWeights(w *Weights, m model.Shape, dt dtype.Dtype, dist Dist, seed uint64) {
+	g := gen{rand.New(rand.NewPCG(seed, 0x4ead)), dt, dist}
+	h := m.Hidden
+	w.FinalNormW = make([]float64, h)
+	for i := range w.FinalNormW {
+		w.FinalNormW[i] = dt.Round(1 - m.NormWeightOffset + 0.1*g.r.NormFloat64())
+	}
+	sc := 1 / math.Sqrt(float64(h))
+	if dist == DistPositive {
+		sc = 1 / float64(h)
+	}
+	w.Wlm = g.fill(m.VocabSize*h, sc)
 }
 
 // addMLPWeights draws the MLP block's weights into w, from their own

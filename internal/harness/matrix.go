@@ -288,5 +288,10 @@ func caseOptions(c Case, sep string) string {
 	if c.AttnOnly {
 		parts = append(parts, "attn-only")
 	}
+	if c.Layers > 1 {
+		parts = append(parts, fmt.Sprintf("layers=%d", c.Layers))
+	} else if c.Head {
+		parts = append(parts, "head")
+	}
 	return strings.Join(parts, sep)
 }

@@ -35,7 +35,11 @@ type Row struct {
 	Launch [stage.Count]gpapi.Launch
 	KRows  [][]float64 // K cache rows 0..R as read by qk
 	VRows  [][]float64 // V cache rows 0..R as read by pv
-	Issues []Issue     // unwritten outputs, cache writes outside the slot
+	// X is the layer input this path fed x_norm (and attn_res) for the
+	// row: nil = the case's inputs (row R of Inputs.X). A later layer's
+	// chained decode reads its own stream (the layer before's mlp_res).
+	X      []float64
+	Issues []Issue // unwritten outputs, cache writes outside the slot
 }
 
 // Issue is a defect found outside the numeric comparison: an output element
@@ -60,6 +64,9 @@ type Trace struct {
 	Attention                  stage.Stage
 	Invariant                  [stage.Count]bool
 	InvarianceDeclared         bool // the library has gp_batch_invariant_stages
+	// Stream is prefill's mlp_res of every row 0..P-1 (nil without the
+	// MLP): the next layer's input in the layers mode.
+	Stream []float64
 }
 
 // plan rebuilds the plan the trace was run with.
@@ -77,6 +84,7 @@ func (tr *Trace) plan() *plan {
 type dims struct {
 	h, qd, kvd, nh, nkv, hd, P, C int
 	inter                         int // the MLP's intermediate size
+	vocab                         int // the LM head's N
 	eps, theta, scale             float32
 	normOffset                    float32 // post_norm's weight offset (Gemma: 1)
 }
@@ -86,22 +94,28 @@ func caseDims(c Case) dims {
 	return dims{
 		h: m.Hidden, qd: m.QDim(), kvd: m.KVDim(), nh: m.NHeads, nkv: m.NKVHeads, hd: m.HeadDim,
 		P: c.P(), C: c.P() + 1, // one spare slot: a write one slot off lands in the guarded buffer
-		inter: m.IntermediateSize, normOffset: float32(m.NormWeightOffset),
+		inter: m.IntermediateSize, vocab: m.VocabSize, normOffset: float32(m.NormWeightOffset),
 		eps: float32(m.RMSEps), theta: float32(m.RopeTheta), scale: float32(1 / math.Sqrt(float64(m.HeadDim))),
 	}
 }
 
 // Execute runs the case's prefill and decode paths on lib.
 func Execute(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration) (*Trace, error) {
+	return execute(lib, c, in, timeout, nil)
+}
+
+// execute is Execute with an arm hook called before each stage's launch
+// (nil: none).
+func execute(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration, arm func(stage.Stage) error) (*Trace, error) {
 	var out *Trace
-	err := onDevice(lib, c, in, timeout, func(d *device, alloc allocFunc, w *weightBufs, p *plan, tr *Trace) error {
+	err := onDevice(lib, c, in, timeout, arm, func(d *device, alloc allocFunc, w *weightBufs, p *plan, tr *Trace) error {
 		out = tr // a failing run still returns what it traced
 		dm := caseDims(c)
 		pre, err := runPrefill(d, alloc, c, dm, w, in, p)
 		if err != nil {
 			return err
 		}
-		tr.Prefill = pre.rows
+		tr.Prefill, tr.Stream = pre.rows, pre.stream
 		if tr.Chained, err = runDecode(d, alloc, c, dm, w, in, pre, Chained, p); err != nil {
 			return err
 		}
@@ -114,6 +128,7 @@ func Execute(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration) (*Trace,
 type weightBufs struct {
 	norm, wq, wk, wv, wo, bq, bk, bv *tensor
 	postNorm, wg, wu, wd             *tensor // the MLP block's (nil without one)
+	finalNorm, wlm                   *tensor // the head's (nil unless the case runs it)
 }
 
 func (w *weightBufs) bias(t *tensor) uintptr {
@@ -192,7 +207,8 @@ func weightsOn(lib *gpapi.Lib, W *Weights, dt dtype.Dtype) (*weightBufs, func(),
 		v    []float64
 	}{{&wb.norm, "rms weight", W.NormW}, {&wb.wq, "Wq", W.Wq}, {&wb.wk, "Wk", W.Wk}, {&wb.wv, "Wv", W.Wv},
 		{&wb.wo, "Wo", W.Wo}, {&wb.bq, "bq", W.Bq}, {&wb.bk, "bk", W.Bk}, {&wb.bv, "bv", W.Bv},
-		{&wb.postNorm, "post-norm weight", W.PostNormW}, {&wb.wg, "Wgate", W.Wg}, {&wb.wu, "Wup", W.Wu}, {&wb.wd, "Wdown", W.Wd}} {
+		{&wb.postNorm, "post-norm weight", W.PostNormW}, {&wb.wg, "Wgate", W.Wg}, {&wb.wu, "Wup", W.Wu}, {&wb.wd, "Wdown", W.Wd},
+		{&wb.finalNorm, "final-norm weight", W.FinalNormW}, {&wb.wlm, "Wlm", W.Wlm}} {
 		t, err := up(x.name, x.v)
 		if err != nil {
 			for _, b := range u.all {
@@ -210,6 +226,7 @@ func weightsOn(lib *gpapi.Lib, W *Weights, dt dtype.Dtype) (*weightBufs, func(),
 // prefillState keeps prefill's device buffers the decode paths read.
 type prefillState struct {
 	rows         []Row
+	stream       []float64 // mlp_res of every row 0..P-1: the next layer's input (nil without the MLP)
 	kc, vc       *tensor
 	kcRaw, vcRaw []byte
 }
@@ -261,6 +278,9 @@ func runPrefill(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case,
 		if def.kind == outCache {
 			o, extra = nil, outs[def.st]
 		}
+		if err := d.armFor(def.st); err != nil {
+			return nil, err
+		}
 		l, err := d.launch(fmt.Sprintf("%s (prefill, M=%d)", def.st, P), o, extra, func() (gpapi.Launch, error) { return def.launch(d.lib, a) })
 		if err != nil {
 			return nil, err
@@ -285,6 +305,9 @@ func runPrefill(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case,
 		}
 	}
 	ps := &prefillState{kc: kc, vc: vc, kcRaw: raw[cacheStage][0], vcRaw: raw[cacheStage][1]}
+	if p.ran[stage.MLPRes] {
+		ps.stream = dt.Decode(raw[stage.MLPRes][0])
+	}
 	kcVals, vcVals := dt.Decode(ps.kcRaw), dt.Decode(ps.vcRaw)
 	for t := 0; t < c.Steps; t++ {
 		r := c.S - 1 + t

@@ -226,6 +226,8 @@ func (r *Result) Summary() string {
 	for _, st := range stage.All() {
 		switch {
 		case r.Ran[st]:
+		case st.InHead() && !r.Case.Head:
+			// the head runs after the last layer of a case that asks for it
 		case defOf(st).needs == gpapi.CapMLP:
 			mlpNotRun = append(mlpNotRun, st.String())
 		default:

@@ -33,7 +33,7 @@ func panickingAlloc(d *device) allocFunc {
 // onDevice is the frame of a run on lib: the plan and the trace's
 // declarations (newTrace), the weights on the device, buffers freed at the
 // end, an allocation failure returned as an error. f fills the trace.
-func onDevice(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration, f func(d *device, alloc allocFunc, w *weightBufs, p *plan, tr *Trace) error) (err error) {
+func onDevice(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration, arm func(stage.Stage) error, f func(d *device, alloc allocFunc, w *weightBufs, p *plan, tr *Trace) error) (err error) {
 	if err := hungErr(lib); err != nil {
 		return fmt.Errorf("case %s not run: an earlier kernel hung: %w", c.Name(), err)
 	}
@@ -41,7 +41,7 @@ func onDevice(lib *gpapi.Lib, c Case, in *Inputs, timeout time.Duration, f func(
 	if err != nil {
 		return err
 	}
-	d := &device{lib: lib, timeout: timeout}
+	d := &device{lib: lib, timeout: timeout, arm: arm}
 	defer d.free()
 	defer func() {
 		if r := recover(); r != nil {

@@ -173,6 +173,7 @@ func qdim(dm dims) int     { return dm.qd }
 func kvdim(dm dims) int    { return dm.kvd }
 func hidden(dm dims) int   { return dm.h }
 func interDim(dm dims) int { return dm.inter }
+func vocab(dm dims) int    { return dm.vocab }
 
 // residual builds the table entry of a residual add y = stream + branch
 // (gp_residual_add) over the stream (the layer input x when stream < 0)
@@ -204,7 +205,9 @@ func residual(st, stream, branch stage.Stage) *stageDef {
 
 // stageTable is the layer, in pipeline order (stage.All()): the attention
 // block, then (capability "mlp", shapes with an MLP) the residual add, the
-// post-attention norm, the gated MLP and the second residual add.
+// post-attention norm, the gated MLP and the second residual add; then,
+// after the last layer of a case that runs the head, the final norm and
+// the LM head (its output row is the logits; TokenVerdict reads them).
 var stageTable = []*stageDef{
 	{st: stage.XNorm, readsInput: true, kind: outRows, width: hidden,
 		launch: func(k Kernels, a *launchArgs) (gpapi.Launch, error) {
@@ -316,25 +319,7 @@ var stageTable = []*stageDef{
 	projection(stage.AttnOut, -1, func(W *Weights) ([]float64, []float64) { return W.Wo, nil },
 		func(w *weightBufs) (*tensor, *tensor) { return w.wo, nil }, hidden, qdim),
 	residual(stage.AttnRes, -1, stage.AttnOut),
-	{st: stage.PostNorm, needs: gpapi.CapMLP, reads: []stage.Stage{stage.AttnRes}, kind: outRows, width: hidden,
-		launch: func(k Kernels, a *launchArgs) (gpapi.Launch, error) {
-			return k.RMSNormOffset(a.dt, a.in(stage.AttnRes), a.w.postNorm.buf.Ptr, a.out[stage.PostNorm][0].buf.Ptr, a.rows, a.dm.h, a.eps, a.dm.normOffset)
-		},
-		ref: func(k *ctx, in stageIn, _, _ int) []float64 {
-			y, _ := reference.RMSNormOffset(in.x[0], k.in.W.PostNormW, float64(k.dm.normOffset), float64(k.dm.eps))
-			return y
-		},
-		tol: func(k *ctx, in stageIn, ref []float64, _, _ int) ([]float64, []float64) {
-			off := float64(k.dm.normOffset)
-			_, rr := reference.RMSNormOffset(in.x[0], k.in.W.PostNormW, off, float64(k.dm.eps))
-			return tolerance.RMSNormOffset(in.x[0], k.in.W.PostNormW, off, rr, ref, k.c.Dtype), tolerance.EngineRMSNorm(ref, k.c.Dtype)
-		},
-		prop: func(k *ctx, inD, inP stageIn, _, _ []float64, _, _ int) []float64 {
-			off := float64(k.dm.normOffset)
-			_, rr := reference.RMSNormOffset(inP.x[0], k.in.W.PostNormW, off, float64(k.dm.eps))
-			return tolerance.RMSNormOffsetProp(inP.x[0], diff(inD.x[0], inP.x[0]), k.in.W.PostNormW, off, rr)
-		},
-	},
+	offsetNorm(stage.PostNorm, stage.AttnRes, func(W *Weights) []float64 { return W.PostNormW }, func(w *weightBufs) *tensor { return w.postNorm }),
 	mlp(projection(stage.GateProj, stage.PostNorm, func(W *Weights) ([]float64, []float64) { return W.Wg, nil },
 		func(w *weightBufs) (*tensor, *tensor) { return w.wg, nil }, interDim, hidden)),
 	mlp(projection(stage.UpProj, stage.PostNorm, func(W *Weights) ([]float64, []float64) { return W.Wu, nil },
@@ -358,6 +343,45 @@ var stageTable = []*stageDef{
 	mlp(projection(stage.DownProj, stage.Act, func(W *Weights) ([]float64, []float64) { return W.Wd, nil },
 		func(w *weightBufs) (*tensor, *tensor) { return w.wd, nil }, hidden, interDim)),
 	residual(stage.MLPRes, stage.AttnRes, stage.DownProj),
+	head(offsetNorm(stage.FinalNorm, stage.MLPRes, func(W *Weights) []float64 { return W.FinalNormW }, func(w *weightBufs) *tensor { return w.finalNorm })),
+	head(mlp(projection(stage.LMHead, stage.FinalNorm, func(W *Weights) ([]float64, []float64) { return W.Wlm, nil },
+		func(w *weightBufs) (*tensor, *tensor) { return w.wlm, nil }, vocab, hidden))),
+}
+
+// offsetNorm builds the table entry of an RMSNorm with the shape's weight
+// offset (gp_rmsnorm_offset: Gemma's (1 + w), computed in f32; 0 for the
+// others) over the output of reads: post_norm, and final_norm of the head.
+func offsetNorm(st, reads stage.Stage, sel func(W *Weights) []float64, wbuf func(w *weightBufs) *tensor) *stageDef {
+	return &stageDef{st: st, needs: gpapi.CapMLP, reads: []stage.Stage{reads}, kind: outRows, width: hidden,
+		launch: func(k Kernels, a *launchArgs) (gpapi.Launch, error) {
+			return k.RMSNormOffset(a.dt, a.in(reads), wbuf(a.w).buf.Ptr, a.out[st][0].buf.Ptr, a.rows, a.dm.h, a.eps, a.dm.normOffset)
+		},
+		ref: func(k *ctx, in stageIn, _, _ int) []float64 {
+			y, _ := reference.RMSNormOffset(in.x[0], sel(k.in.W), float64(k.dm.normOffset), float64(k.dm.eps))
+			return y
+		},
+		tol: func(k *ctx, in stageIn, ref []float64, _, _ int) ([]float64, []float64) {
+			off := float64(k.dm.normOffset)
+			_, rr := reference.RMSNormOffset(in.x[0], sel(k.in.W), off, float64(k.dm.eps))
+			return tolerance.RMSNormOffset(in.x[0], sel(k.in.W), off, rr, ref, k.c.Dtype), tolerance.EngineRMSNorm(ref, k.c.Dtype)
+		},
+		prop: func(k *ctx, inD, inP stageIn, _, _ []float64, _, _ int) []float64 {
+			off := float64(k.dm.normOffset)
+			_, rr := reference.RMSNormOffset(inP.x[0], sel(k.in.W), off, float64(k.dm.eps))
+			return tolerance.RMSNormOffsetProp(inP.x[0], diff(inD.x[0], inP.x[0]), sel(k.in.W), off, rr)
+		},
+	}
+}
+
+// head marks a table entry as a stage of the head (stage.InHead: after
+// the last layer): it runs only in a case that runs the head
+// (Case.RunsHead: the layers mode's last layer, -parity.head), with the
+// "mlp" capability.
+func head(d *stageDef) *stageDef {
+	if !d.st.InHead() {
+		panic("harness: " + d.st.String() + " is not a head stage in internal/stage")
+	}
+	return d
 }
 
 // mlp marks a table entry as part of the MLP block: it runs only with
@@ -398,6 +422,8 @@ func newPlan(k Kernels, c Case) (plan, error) {
 		case d.needs == gpapi.CapUnfused && c.FusedOnly:
 			continue
 		case d.needs == gpapi.CapMLP && !c.RunsMLP():
+			continue
+		case d.st.InHead() && !c.RunsHead():
 			continue
 		case d.needs != "" && !k.Has(d.needs):
 			continue

@@ -45,6 +45,13 @@ type Shape struct {
 	// before it scales: 0 (Llama's x·r·w) or 1 (Gemma's x·r·(1 + w),
 	// HF GemmaRMSNorm computes 1 + w in f32).
 	NormWeightOffset float64 `json:"norm_weight_offset"`
+	// NumLayers is the model's depth (config.json's num_hidden_layers):
+	// the most layers -parity.layers may chain, and what "all" means.
+	NumLayers int `json:"num_hidden_layers"`
+	// VocabSize is the LM head's N (config.json's vocab_size): the
+	// logits' width, the largest GEMV of the model. The final norm uses
+	// NormWeightOffset too (Gemma's final norm is 1 + w as well).
+	VocabSize int `json:"vocab_size"`
 }
 
 // The gated activations (Shape.Activation); their order is the ABI's
@@ -76,8 +83,12 @@ func (s Shape) Layout() gpapi.RopeLayout {
 	return gpapi.RopeNeox
 }
 
-// maxDim is the ABI's GP_MAX_DIM: the largest K or N of gp_linear.
+// maxDim is the ABI's GP_MAX_DIM: the largest K of gp_linear and width.
 const maxDim = 65536
+
+// MaxVocab is the ABI's GP_MAX_LINEAR_N: the largest N of gp_linear, a
+// vocabulary (Gemma's 256000 is the largest fixture).
+const MaxVocab = 262144
 
 // Validate reports the first field that makes the shape unusable.
 func (s Shape) Validate() error {
@@ -106,9 +117,17 @@ func (s Shape) Validate() error {
 		return fmt.Errorf("activation=%q must be %q or %q", s.Activation, ActSwiGLU, ActGeluTanh)
 	case s.NormWeightOffset != 0 && s.NormWeightOffset != 1:
 		return fmt.Errorf("norm_weight_offset=%v must be 0 (x·r·w) or 1 (Gemma's x·r·(1 + w))", s.NormWeightOffset)
+	case s.NumLayers < 0:
+		return fmt.Errorf("num_hidden_layers=%d must be >= 0 (0: not stated)", s.NumLayers)
+	case s.VocabSize < 0 || s.VocabSize > MaxVocab:
+		return fmt.Errorf("vocab_size=%d must be in [0, %d] (0: no head)", s.VocabSize, MaxVocab)
 	}
 	return nil
 }
+
+// HasHead reports whether the shape has an LM head (vocab_size > 0): the
+// head stages need it and the MLP (they read mlp_res).
+func (s Shape) HasHead() bool { return s.VocabSize > 0 && s.HasMLP() }
 
 // HasMLP reports whether the shape has an MLP block (intermediate_size > 0).
 func (s Shape) HasMLP() bool { return s.IntermediateSize > 0 }
@@ -131,6 +150,9 @@ func Parse(data []byte) (Shape, error) {
 	}
 	if !s.HasMLP() {
 		return Shape{}, fmt.Errorf("intermediate_size is missing or 0: a fixture must state its MLP (intermediate_size, activation, norm_weight_offset)")
+	}
+	if s.NumLayers == 0 || s.VocabSize == 0 {
+		return Shape{}, fmt.Errorf("num_hidden_layers or vocab_size is missing or 0: a fixture must state its depth and its vocabulary (the layers mode and the head)")
 	}
 	return s, nil
 }

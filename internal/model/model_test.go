@@ -53,6 +53,16 @@ func TestLoadFixtures(t *testing.T) {
 			assert.Equal(t, w, mlp{s.IntermediateSize, s.Activation, s.NormWeightOffset}, "%s: MLP", s.Name)
 		}
 	}
+	// Depth and vocabulary (config.json num_hidden_layers, vocab_size;
+	// Qwen2-7B's config says 152064).
+	wantHead := map[string][2]int{"llama2-7b": {32, 32000}, "llama3-8b": {32, 128256}, "mistral-7b": {32, 32000},
+		"qwen2-7b": {28, 152064}, "gemma-2b": {18, 256000}, "phi3-mini": {32, 32064}}
+	for _, s := range shapes {
+		if w, ok := wantHead[s.Name]; ok {
+			assert.Equal(t, w, [2]int{s.NumLayers, s.VocabSize}, "%s: num_hidden_layers, vocab_size", s.Name)
+		}
+		assert.True(t, s.HasHead(), "%s: no head", s.Name)
+	}
 }
 
 // TestParseRoundTrip: a fixture parses into the Shape its JSON states.
@@ -63,7 +73,7 @@ func TestParseRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	want := Shape{Name: "tiny-k90", Source: got.Source, Hidden: 90, NHeads: 4, NKVHeads: 2, HeadDim: 16,
 		RopeTheta: 10000, RopeLayout: "neox", RMSEps: 1e-5, MaxPosition: 8192,
-		IntermediateSize: 290, Activation: ActSwiGLU}
+		IntermediateSize: 290, Activation: ActSwiGLU, NumLayers: 4, VocabSize: 1000}
 	assert.Empty(t, cmp.Diff(want, got), "tiny-k90.json (-want +got)")
 	assert.NotEmpty(t, got.Source)
 }
@@ -83,6 +93,9 @@ func TestMalformedFixtures(t *testing.T) {
 		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":4294967296}`, "max_position=4294967296"},
 		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":64}`, "intermediate_size is missing"},
 		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":64,"intermediate_size":-1}`, "intermediate_size=-1"},
+		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":64,"intermediate_size":32,"activation":"swiglu"}`, "num_hidden_layers or vocab_size is missing"},
+		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":64,"intermediate_size":32,"activation":"swiglu","num_hidden_layers":-2,"vocab_size":10}`, "num_hidden_layers=-2"},
+		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":64,"intermediate_size":32,"activation":"swiglu","num_hidden_layers":2,"vocab_size":300000}`, "vocab_size=300000"},
 		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":64,"intermediate_size":32,"activation":"relu"}`, "activation=\"relu\""},
 		{`{"name":"x","hidden":8,"n_heads":4,"n_kv_heads":2,"head_dim":16,"rope_theta":1,"rope_layout":"neox","rms_eps":0,"max_position":64,"intermediate_size":32,"activation":"swiglu","norm_weight_offset":2}`, "norm_weight_offset=2"},
 	}

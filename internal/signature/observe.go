@@ -118,7 +118,7 @@ func SignatureOf(res, ctrl *harness.Result) Signature {
 	s := Signature{Case: c.Name(), Model: c.Model.Name, Dtype: c.Dtype.String(),
 		Chained: []StageSig{}, Isolated: []StageSig{}}
 	for _, st := range stage.All() {
-		if !res.Ran[st] {
+		if !res.Ran[st] && (!st.InHead() || c.Head) {
 			s.NotRun = append(s.NotRun, st.String())
 		}
 	}

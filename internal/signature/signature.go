@@ -198,6 +198,22 @@ func (l *Library) index() error {
 				}
 				s.notRun[st] = true
 			}
+			// The head runs only in a case that asks for it (the layers
+			// mode), and not_run leaves it out otherwise: a signature
+			// whose stages never name it says nothing about it.
+			head := false
+			for _, list := range [][]StageSig{s.Chained, s.Isolated} {
+				for i := range list {
+					if st, err := stage.Parse(list[i].Stage); err == nil && st.InHead() {
+						head = true
+					}
+				}
+			}
+			for _, st := range stage.All() {
+				if st.InHead() && !head && !slices.Contains(s.NotRun, st.String()) {
+					s.notRun[st] = true
+				}
+			}
 			for m, list := range [numModes][]StageSig{s.Chained, s.Isolated} {
 				for i := range list {
 					st, err := stage.Parse(list[i].Stage)

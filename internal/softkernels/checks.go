@@ -129,7 +129,7 @@ func (b *backend) checkLinear(dt, route int32, x, w, y uintptr, m, n, k int32) i
 			return stOK
 		},
 		func() int32 { return b.checkRange(fn, "M", m, maxSeq) },
-		func() int32 { return b.checkRange(fn, "N", n, maxDim) },
+		func() int32 { return b.checkRange(fn, "N", n, maxLinearN) },
 		func() int32 { return b.checkRange(fn, "K", k, maxDim) },
 		func() int32 { return b.checkPtrs(fn, "x", x, "w", w, "y", y) },
 	)

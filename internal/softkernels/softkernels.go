@@ -43,6 +43,7 @@ const MaxBytes = 4 << 30
 const (
 	maxSeq        = 65536
 	maxDim        = 65536
+	maxLinearN    = 262144 // GP_MAX_LINEAR_N: gp_linear's N, up to a vocabulary
 	maxHeadDim    = 256
 	allocAlign    = 256
 	kernelNameCap = 64

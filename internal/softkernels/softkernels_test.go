@@ -241,7 +241,7 @@ func badCalls(lib *gpapi.Lib, buf func(int) uintptr) []struct {
 		{"linear M=0", gpapi.ErrInvalidArg, func() (gpapi.Launch, error) { return lib.Linear(f16, 0, x, w, 0, y, 0, 4, 4) }},
 		{"linear N<0", gpapi.ErrInvalidArg, func() (gpapi.Launch, error) { return lib.Linear(f16, 0, x, w, 0, y, 1, -4, 4) }},
 		{"linear K=0", gpapi.ErrInvalidArg, func() (gpapi.Launch, error) { return lib.Linear(f16, 0, x, w, 0, y, 1, 4, 0) }},
-		{"linear N too big", gpapi.ErrInvalidArg, func() (gpapi.Launch, error) { return lib.Linear(f16, 0, x, w, 0, y, 1, 1<<17, 4) }},
+		{"linear N too big", gpapi.ErrInvalidArg, func() (gpapi.Launch, error) { return lib.Linear(f16, 0, x, w, 0, y, 1, 1<<19, 4) }}, // > GP_MAX_LINEAR_N
 		{"linear unknown dtype", gpapi.ErrInvalidArg, func() (gpapi.Launch, error) { return lib.Linear(7, 0, x, w, 0, y, 1, 4, 4) }},
 		{"linear unknown route", gpapi.ErrInvalidArg, func() (gpapi.Launch, error) { return lib.Linear(f16, 9, x, w, 0, y, 1, 4, 4) }},
 		{"linear null x", gpapi.ErrNullPointer, func() (gpapi.Launch, error) { return lib.Linear(f16, 0, 0, w, 0, y, 1, 4, 4) }},

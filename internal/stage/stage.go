@@ -1,6 +1,7 @@
 // Package stage is the one registry of the transformer layer's sub-stage
 // names (the attention block, then the residual adds, the post-attention
-// norm and the gated MLP) and their shape attributes. Every other package (pipeline,
+// norm and the gated MLP, then the head: final norm and LM head) and their
+// shape attributes. Every other package (pipeline,
 // tolerance, reports, traces, cmd/tracediff) refers to stages through this
 // package, so a name is spelled in exactly one place. What each stage
 // computes, reads and is checked against lives in one table too:
@@ -34,6 +35,11 @@ const (
 	Act                   // gated activation: silu(gate)·up (SwiGLU) or gelu_tanh(gate)·up
 	DownProj              // act · Wdownᵀ
 	MLPRes                // out = h + down_proj: the residual add after the MLP
+	// The head, after the last layer (a case with the head on: the layers
+	// mode, -parity.head): the final norm and the LM head, whose output
+	// row is the logits.
+	FinalNorm // RMSNorm of the last layer's mlp_res with the final norm weight (Gemma: ·(1 + w))
+	LMHead    // final_norm · Wlmᵀ: the logits, N = vocab (the largest GEMV)
 	numStages
 )
 
@@ -46,28 +52,31 @@ type info struct {
 	projection bool // computed by gp_linear, so it has a route
 	perHead    bool // the output splits into attention heads
 	kvHeads    bool // ... indexed by KV head rather than query head
+	head       bool // a stage of the head, after the last layer
 }
 
 var infos = [numStages]info{
-	XNorm:    {name: "x_norm"},
-	QProj:    {name: "q_proj", projection: true, perHead: true},
-	KProj:    {name: "k_proj", projection: true, perHead: true, kvHeads: true},
-	VProj:    {name: "v_proj", projection: true, perHead: true, kvHeads: true},
-	QRope:    {name: "q_rope", perHead: true},
-	KRope:    {name: "k_rope", perHead: true, kvHeads: true},
-	KVCache:  {name: "kv_cache", perHead: true, kvHeads: true},
-	QK:       {name: "qk", perHead: true},
-	Softmax:  {name: "softmax", perHead: true},
-	PV:       {name: "pv", perHead: true},
-	Attn:     {name: "attn", perHead: true},
-	AttnOut:  {name: "attn_out", projection: true},
-	AttnRes:  {name: "attn_res"},
-	PostNorm: {name: "post_norm"},
-	GateProj: {name: "gate_proj", projection: true},
-	UpProj:   {name: "up_proj", projection: true},
-	Act:      {name: "act"},
-	DownProj: {name: "down_proj", projection: true},
-	MLPRes:   {name: "mlp_res"},
+	XNorm:     {name: "x_norm"},
+	QProj:     {name: "q_proj", projection: true, perHead: true},
+	KProj:     {name: "k_proj", projection: true, perHead: true, kvHeads: true},
+	VProj:     {name: "v_proj", projection: true, perHead: true, kvHeads: true},
+	QRope:     {name: "q_rope", perHead: true},
+	KRope:     {name: "k_rope", perHead: true, kvHeads: true},
+	KVCache:   {name: "kv_cache", perHead: true, kvHeads: true},
+	QK:        {name: "qk", perHead: true},
+	Softmax:   {name: "softmax", perHead: true},
+	PV:        {name: "pv", perHead: true},
+	Attn:      {name: "attn", perHead: true},
+	AttnOut:   {name: "attn_out", projection: true},
+	AttnRes:   {name: "attn_res"},
+	PostNorm:  {name: "post_norm"},
+	GateProj:  {name: "gate_proj", projection: true},
+	UpProj:    {name: "up_proj", projection: true},
+	Act:       {name: "act"},
+	DownProj:  {name: "down_proj", projection: true},
+	MLPRes:    {name: "mlp_res"},
+	FinalNorm: {name: "final_norm", head: true},
+	LMHead:    {name: "lm_head", projection: true, head: true},
 }
 
 // All returns every stage in pipeline order.
@@ -129,6 +138,12 @@ func (s Stage) IsProjection() bool { return s.Valid() && infos[s].projection }
 // kv_cache). x_norm, attn_out and the MLP block's stages are whole-row
 // stages.
 func (s Stage) PerHead() bool { return s.Valid() && infos[s].perHead }
+
+// InHead reports whether the stage belongs to the head (final_norm,
+// lm_head): it runs once, after the last layer, and only in a case that
+// asks for it (the layers mode, -parity.head); a case without the head
+// does not count it as a stage it skipped.
+func (s Stage) InHead() bool { return s.Valid() && infos[s].head }
 
 // KVHeads reports whether a per-head stage is indexed by KV head rather than
 // query head.

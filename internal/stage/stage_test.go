@@ -24,10 +24,24 @@ func TestRegistryRoundTrip(t *testing.T) {
 // TestOrderIsThePipeline pins the order first-divergence depends on.
 func TestOrderIsThePipeline(t *testing.T) {
 	want := []string{"x_norm", "q_proj", "k_proj", "v_proj", "q_rope", "k_rope", "kv_cache", "qk", "softmax", "pv", "attn", "attn_out",
-		"attn_res", "post_norm", "gate_proj", "up_proj", "act", "down_proj", "mlp_res"}
+		"attn_res", "post_norm", "gate_proj", "up_proj", "act", "down_proj", "mlp_res",
+		"final_norm", "lm_head"}
 	var got []string
 	for _, s := range All() {
 		got = append(got, s.String())
 	}
 	assert.Empty(t, cmp.Diff(want, got), "stage order (-want +got)")
+}
+
+// TestHeadStages: the head is final_norm and lm_head, after mlp_res.
+func TestHeadStages(t *testing.T) {
+	var head []string
+	for _, s := range All() {
+		if s.InHead() {
+			head = append(head, s.String())
+		}
+	}
+	assert.Equal(t, []string{"final_norm", "lm_head"}, head)
+	assert.True(t, LMHead.IsProjection(), "lm_head is a gp_linear stage (routed)")
+	assert.False(t, Stage(99).InHead())
 }

@@ -363,7 +363,7 @@ int gp_check_linear(int dtype, int route, const void *x, const void *w, void *y,
     if ((rc = check_range(fn, "M", M, GP_MAX_SEQ)) != GP_OK) {
         return rc;
     }
-    if ((rc = check_range(fn, "N", N, GP_MAX_DIM)) != GP_OK) {
+    if ((rc = check_range(fn, "N", N, GP_MAX_LINEAR_N)) != GP_OK) {
         return rc;
     }
     if ((rc = check_range(fn, "K", K, GP_MAX_DIM)) != GP_OK) {

@@ -97,8 +97,12 @@ extern "C" {
 #define GP_ABI_VERSION 3
 
 /* Limits every backend enforces (GP_ERR_INVALID_ARG beyond them). */
-#define GP_MAX_SEQ 65536    /* rows, n_q, n_kv, capacity, positions */
-#define GP_MAX_DIM 65536    /* M excluded: K, N, dim, widths */
+#define GP_MAX_SEQ 65536 /* rows, n_q, n_kv, capacity, positions */
+#define GP_MAX_DIM 65536 /* M excluded: K, dim, widths (and N but for gp_linear) */
+/* gp_linear's N: up to a vocabulary (the LM head; Gemma's 256000). Wider
+ * than GP_MAX_DIM since the head stages; a library that accepted the old
+ * limit only loads as before (the head cases then fail with its error). */
+#define GP_MAX_LINEAR_N 262144
 #define GP_MAX_HEAD_DIM 256 /* attention and RoPE head_dim */
 #define GP_KERNEL_NAME_CAP 64
 
@@ -264,7 +268,9 @@ const char *gp_fault_name(int i);
  *                     floor((K - 1) / 256), when K > 256: every projection
  *                     with K > 256 (first seen at the first such stage;
  *                     on the debug shapes, hidden < 256 < intermediate,
- *                     at down_proj)
+ *                     at down_proj). Armed by the harness for the head's
+ *                     calls only (-parity.fault-layer=head), it is the LM
+ *                     head skipping its last K tile (K = hidden)
  *  post_norm_no_offset gp_rmsnorm_offset ignores w_offset (Gemma's 1 + w
  *                     becomes w; visible only where w_offset != 0)
  *  chunk_pos_off      NOT a decode fault: active when q_pos0 > 0 AND n_q > 1

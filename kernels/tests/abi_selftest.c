@@ -1319,8 +1319,8 @@ static void test_bad_args(void) {
     expect_fail(gp.linear(F32, 0, a, b, NULL, c, 2, 4, 0), INV, "gp_linear", "K=0", "linear K=0");
     expect_fail(gp.linear(F32, 0, a, b, NULL, c, 0, 4, 8), INV, "gp_linear", "M=0", "linear M=0");
     expect_fail(gp.linear(F32, 0, a, b, NULL, c, 2, -3, 8), INV, "gp_linear", "N=-3", "linear N<0");
-    expect_fail(gp.linear(F32, 0, a, b, NULL, c, 1, GP_MAX_DIM + 1, 8), INV, "gp_linear", "N=65537",
-                "linear N>max");
+    expect_fail(gp.linear(F32, 0, a, b, NULL, c, 1, GP_MAX_LINEAR_N + 1, 8), INV, "gp_linear",
+                "N=262145", "linear N>max");
     expect_fail(gp.linear(7, 0, a, b, NULL, c, 2, 4, 8), INV, "gp_linear", "dtype=7",
                 "linear dtype");
     expect_fail(gp.linear(F32, 9, a, b, NULL, c, 2, 4, 8), INV, "gp_linear", "route=9",
