@@ -156,8 +156,13 @@ type local struct {
 }
 
 func (k *ctx) local(def *stageDef, in stageIn, r, pos int) local {
-	ref := def.ref(k, in, r, pos)
-	strict, extra := def.tol(k, in, ref, r, pos)
+	var ref, strict, extra []float64
+	if def.refTol != nil {
+		ref, strict, extra = def.refTol(k, in, r, pos)
+	} else {
+		ref = def.ref(k, in, r, pos)
+		strict, extra = def.tol(k, in, ref, r, pos)
+	}
 	engine := make([]float64, len(strict))
 	for i := range strict {
 		engine[i] = strict[i] + extra[i]

@@ -110,6 +110,9 @@ type stageDef struct {
 	// refRows, if set, is a batched reference over n rows of x (the chain
 	// reference uses it for the rows that only feed the cache).
 	refRows func(k *ctx, x []float64, n int) []float64
+	// refTol, if set, computes ref and tol in one go (the same values):
+	// the projections' reference and bound share one pass over W.
+	refTol func(k *ctx, in stageIn, r, pos int) (ref, strict, engine []float64)
 }
 
 // projection builds the table entry of a gp_linear stage: y = x·Wᵀ (+ b)
@@ -137,6 +140,11 @@ func projection(st, reads stage.Stage, sel func(W *Weights) (w, b []float64), wb
 	d.tol = func(k *ctx, in stageIn, ref []float64, _, _ int) ([]float64, []float64) {
 		w, b := sel(k.in.W)
 		return tolerance.Linear(in.x[0], w, b, ref, k.c.Dtype), tolerance.EngineLinear(ref, b, k.c.Dtype)
+	}
+	d.refTol = func(k *ctx, in stageIn, _, _ int) ([]float64, []float64, []float64) {
+		w, b := sel(k.in.W)
+		ref, abs := reference.LinearAbs(in.x[0], w, b, n(k.dm))
+		return ref, tolerance.LinearFromAbs(abs, ref, len(in.x[0]), k.c.Dtype), tolerance.EngineLinear(ref, b, k.c.Dtype)
 	}
 	d.prop = func(k *ctx, inD, inP stageIn, _, _ []float64, _, _ int) []float64 {
 		w, _ := sel(k.in.W)

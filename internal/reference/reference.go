@@ -28,6 +28,32 @@ func RMSNorm(x, w []float64, eps float64) (y []float64, r float64) {
 	return y, r
 }
 
+// LinearAbs returns Linear's y and, from the same pass over W, the
+// magnitude a[n] = Σ_k |x[k]·W[n,k]| + |bias[n]| that the projection's
+// error bound needs (tolerance.LinearFromAbs). Both sums run over k in
+// increasing order, as Linear's and tolerance.Linear's do, so the values
+// are bit-identical to theirs; one pass over the weights instead of two
+// is what makes it worth having (a real MLP's W is 58 M values per row).
+func LinearAbs(x, w, bias []float64, n int) (y, a []float64) {
+	k := len(x)
+	y, a = make([]float64, n), make([]float64, n)
+	for j := 0; j < n; j++ {
+		row := w[j*k : (j+1)*k]
+		var s, m float64
+		for i, xv := range x {
+			p := xv * row[i]
+			s += p
+			m += math.Abs(p)
+		}
+		if bias != nil {
+			s += bias[j]
+			m += math.Abs(bias[j])
+		}
+		y[j], a[j] = s, m
+	}
+	return y, a
+}
+
 // Linear returns y[n] = Σ_k x[k]·W[n,k] + bias[n] for one row x of length
 // K; W is [N, K] row-major; bias may be nil.
 func Linear(x, w, bias []float64, n int) []float64 {

@@ -98,11 +98,8 @@ func floor(dt dtype.Dtype) float64 {
 // f32 accumulation over K products and the bias.
 func Linear(x, w, bias, ref []float64, dt dtype.Dtype) []float64 {
 	k := len(x)
-	n := len(ref)
-	g := Gamma(k + 1)
-	u := dt.UnitRoundoff()
-	tol := make([]float64, n)
-	for j := 0; j < n; j++ {
+	abs := make([]float64, len(ref))
+	for j := range abs {
 		row := w[j*k : (j+1)*k]
 		var s float64
 		for i, xv := range x {
@@ -111,7 +108,20 @@ func Linear(x, w, bias, ref []float64, dt dtype.Dtype) []float64 {
 		if bias != nil {
 			s += math.Abs(bias[j])
 		}
-		tol[j] = C*(u*math.Abs(ref[j])+g*s) + floor(dt)
+		abs[j] = s
+	}
+	return LinearFromAbs(abs, ref, k, dt)
+}
+
+// LinearFromAbs is Linear's bound from the magnitudes abs_j = Σ_k |x_k·W_jk|
+// + |b_j| computed elsewhere (reference.LinearAbs, in the reference's own
+// pass over W), for a reduction of length k.
+func LinearFromAbs(abs, ref []float64, k int, dt dtype.Dtype) []float64 {
+	g := Gamma(k + 1)
+	u := dt.UnitRoundoff()
+	tol := make([]float64, len(ref))
+	for j := range tol {
+		tol[j] = C*(u*math.Abs(ref[j])+g*abs[j]) + floor(dt)
 	}
 	return tol
 }
