@@ -261,17 +261,9 @@ func runBatch(d *device, c Case, bt *Batched, alone []*Trace, mode Path, p *plan
 				}
 			}
 		}
-		o, extra := outs[def.st], []*tensor(nil)
-		var before [2][]byte
-		if def.kind == outCache {
-			o, extra = nil, outs[def.st]
-			for i, t := range extra {
-				b, err := t.download()
-				if err != nil {
-					return nil, err
-				}
-				before[i] = b
-			}
+		o, extra, before, err := launchTargets(def, &outs)
+		if err != nil {
+			return nil, err
 		}
 		l, err := d.launch(fmt.Sprintf("%s (batched %s, B=%d, lengths %s)", def.st, mode, nb, FormatLens(bt.Lens)), o, extra, func() (gpapi.Launch, error) {
 			switch form {

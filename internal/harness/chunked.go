@@ -220,17 +220,9 @@ func runChunk(outer *device, c Case, dm dims, w *weightBufs, in *Inputs, pre *pr
 				}
 			}
 		}
-		o, extra := outs[def.st], []*tensor(nil)
-		var before [2][]byte
-		if def.kind == outCache {
-			o, extra = nil, outs[def.st]
-			for i, t := range extra {
-				b, err := t.download()
-				if err != nil {
-					return nil, err
-				}
-				before[i] = b
-			}
+		o, extra, before, err := launchTargets(def, &outs)
+		if err != nil {
+			return nil, err
 		}
 		l, err := d.launch(fmt.Sprintf("%s (chunked %s, rows %d..%d, M=%d, q_pos0=%d)", def.st, mode, s, s+n-1, n, s), o, extra,
 			func() (gpapi.Launch, error) { return def.launch(d.lib, a) })

@@ -86,17 +86,9 @@ func runDecode(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case, 
 					}
 				}
 			}
-			o, extra := outs[def.st], []*tensor(nil)
-			var before [2][]byte
-			if def.kind == outCache {
-				o, extra = nil, outs[def.st]
-				for i, t := range extra {
-					b, err := t.download()
-					if err != nil {
-						return nil, err
-					}
-					before[i] = b
-				}
+			o, extra, before, err := launchTargets(def, &outs)
+			if err != nil {
+				return nil, err
 			}
 			if err := d.armFor(def.st); err != nil {
 				return nil, err

@@ -78,3 +78,21 @@ func newTrace(lib *gpapi.Lib, c Case) (plan, *Trace, error) {
 	}
 	return p, tr, nil
 }
+
+// launchTargets returns where def's launch writes: its outputs (poisoned
+// before the launch), or for the cache stage nothing to poison and the
+// caches as extra targets, with their contents before the launch, which
+// the cache integrity check compares the rows the call must not touch
+// against. Every mode (decode, chunked, batched) launches through it.
+func launchTargets(def *stageDef, outs *[stage.Count][]*tensor) (o, extra []*tensor, before [2][]byte, err error) {
+	if def.kind != outCache {
+		return outs[def.st], nil, before, nil
+	}
+	extra = outs[def.st]
+	for i, t := range extra {
+		if before[i], err = t.download(); err != nil {
+			return nil, nil, before, err
+		}
+	}
+	return nil, extra, before, nil
+}

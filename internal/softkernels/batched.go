@@ -99,27 +99,9 @@ func (b *backend) attentionBatched(dt int32, q, kCache, vCache, out, lse uintptr
 		}
 		d, n, nh, nkvh, hd := dtype.Dtype(dt), int(nb), int(nHeads), int(nKVHeads), int(headDim)
 		qw, kw := nh*hd, nkvh*hd
-		qs, st := b.in(fn, "q", d, q, int64(n)*int64(qw))
+		qs, ks, vs, or, lr, st := b.attnBufs(fn, d, q, kCache, vCache, out, lse, n, int(capacity), qw, kw, nh)
 		if st != stOK {
 			return st
-		}
-		ks, st := b.in(fn, "k_cache", d, kCache, int64(capacity)*int64(kw))
-		if st != stOK {
-			return st
-		}
-		vs, st := b.in(fn, "v_cache", d, vCache, int64(capacity)*int64(kw))
-		if st != stOK {
-			return st
-		}
-		or, st := b.out(fn, "out", d, out, int64(n)*int64(qw))
-		if st != stOK {
-			return st
-		}
-		var lr []byte
-		if lse != 0 {
-			if lr, st = b.out(fn, "lse", dtype.F32, lse, int64(nh)*int64(n)); st != stOK {
-				return st
-			}
 		}
 		prev := b.faultOn("attn_causal_prev", nb)
 		off := nb > 1 && b.fault == "batch_kv_start_off"

@@ -417,6 +417,28 @@ func attend(qs, ks, vs []float64, nq, nkv, nh, nkvh, hd, qPos0 int, scale float6
 // out = Σ exp(s_j − m)·v_j / l, lse = m + ln l. It attests route 0, no
 // tiles, one split. Fault attn_causal_prev (n_q == 1): the causal limit is
 // q_pos0 + i - 1; a row left with no visible key gives out 0, lse -Inf.
+// attnBufs resolves the buffers of a fused attention call (gp_attention,
+// gp_attention_batched): q and out of rows query rows of width qw, the
+// caches of kvRows rows of width kw, and lse (0: none) of nh·rows f32.
+func (b *backend) attnBufs(fn string, d dtype.Dtype, q, kCache, vCache, out, lse uintptr, rows, kvRows, qw, kw, nh int) (qs, ks, vs []float64, or, lr []byte, st int32) {
+	if qs, st = b.in(fn, "q", d, q, int64(rows)*int64(qw)); st != stOK {
+		return
+	}
+	if ks, st = b.in(fn, "k_cache", d, kCache, int64(kvRows)*int64(kw)); st != stOK {
+		return
+	}
+	if vs, st = b.in(fn, "v_cache", d, vCache, int64(kvRows)*int64(kw)); st != stOK {
+		return
+	}
+	if or, st = b.out(fn, "out", d, out, int64(rows)*int64(qw)); st != stOK {
+		return
+	}
+	if lse != 0 {
+		lr, st = b.out(fn, "lse", dtype.F32, lse, int64(nh)*int64(rows))
+	}
+	return
+}
+
 func (b *backend) attention(dt int32, q, kCache, vCache, out, lse uintptr, nQ, nKV, nHeads, nKVHeads, headDim, qPos0 int32, scale float32, causal int32) int32 {
 	const fn = "gp_attention"
 	return b.entry(fn, func() int32 {
@@ -425,27 +447,9 @@ func (b *backend) attention(dt int32, q, kCache, vCache, out, lse uintptr, nQ, n
 		}
 		d, nq, nkv, nh, nkvh, hd := dtype.Dtype(dt), int(nQ), int(nKV), int(nHeads), int(nKVHeads), int(headDim)
 		qw, kw := nh*hd, nkvh*hd
-		qs, st := b.in(fn, "q", d, q, int64(nq)*int64(qw))
+		qs, ks, vs, or, lr, st := b.attnBufs(fn, d, q, kCache, vCache, out, lse, nq, nkv, qw, kw, nh)
 		if st != stOK {
 			return st
-		}
-		ks, st := b.in(fn, "k_cache", d, kCache, int64(nkv)*int64(kw))
-		if st != stOK {
-			return st
-		}
-		vs, st := b.in(fn, "v_cache", d, vCache, int64(nkv)*int64(kw))
-		if st != stOK {
-			return st
-		}
-		or, st := b.out(fn, "out", d, out, int64(nq)*int64(qw))
-		if st != stOK {
-			return st
-		}
-		var lr []byte
-		if lse != 0 {
-			if lr, st = b.out(fn, "lse", dtype.F32, lse, int64(nh)*int64(nq)); st != stOK {
-				return st
-			}
 		}
 		prev := b.faultOn("attn_causal_prev", nQ) || b.chunkFaultOn(qPos0, nQ)
 		vals, lses := attend(qs, ks, vs, nq, nkv, nh, nkvh, hd, int(qPos0), float64(scale), causal != 0, prev)

@@ -25,13 +25,12 @@ package ggml_test
 import (
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gretacore/parity/internal/adaptertest"
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/gpapi"
 	"github.com/gretacore/parity/internal/harness"
@@ -46,50 +45,14 @@ var (
 	flagNMSECase = flag.String("ggml.nmse-case", "tiny-qwen/f16/256/normal", "MODEL/DTYPE/S/DIST of TestGgmlNMSE")
 )
 
-func moduleRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		if filepath.Dir(d) == d {
-			return dir
-		}
-	}
-}
-
 func openLib(t *testing.T) *gpapi.Lib {
 	t.Helper()
-	path := *flagLib
-	if path == "" {
-		path = os.Getenv("GRETA_KERNELS_LIB")
-	}
-	if path == "" {
-		path = filepath.Join(moduleRoot(), "build", "libgreta_parity_ggml.so")
-	}
-	lib, err := gpapi.Open(path)
-	if err != nil {
-		t.Skipf("ggml adapter: %v (make adapter-ggml GGML_DIR=...)", err)
-	}
-	if n, err := lib.DeviceCount(); err != nil || n == 0 {
-		t.Skipf("ggml adapter %s: no device (%d, %v)", lib.Backend, n, err)
-	}
-	return lib
+	return adaptertest.OpenLib(t, *flagLib, "libgreta_parity_ggml.so", "ggml", "make adapter-ggml GGML_DIR=...")
 }
 
 func shape(t *testing.T, name string) model.Shape {
 	t.Helper()
-	all, err := model.LoadDir(filepath.Join(moduleRoot(), "fixtures", "models"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range all {
-		if m.Name == name {
-			return m
-		}
-	}
-	t.Fatalf("no fixture %s", name)
-	return model.Shape{}
+	return adaptertest.Shape(t, name)
 }
 
 func run(t *testing.T, lib *gpapi.Lib, c harness.Case) *harness.Result {

@@ -24,12 +24,11 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gretacore/parity/internal/adaptertest"
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/gpapi"
 	"github.com/gretacore/parity/internal/harness"
@@ -46,50 +45,14 @@ var (
 	flagExclude  = flag.String("torch.exclude", "", "comma-separated DTYPE/DIST pairs TestTorchProperties does not draw (a finding already reported, e.g. f16/large_qk), so the search goes on past it")
 )
 
-func moduleRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		if filepath.Dir(d) == d {
-			return dir
-		}
-	}
-}
-
 func openLib(t *testing.T) *gpapi.Lib {
 	t.Helper()
-	path := *flagLib
-	if path == "" {
-		path = os.Getenv("GRETA_KERNELS_LIB")
-	}
-	if path == "" {
-		path = filepath.Join(moduleRoot(), "build", "libgreta_parity_torch.so")
-	}
-	lib, err := gpapi.Open(path)
-	if err != nil {
-		t.Skipf("torch adapter: %v (make adapter-torch)", err)
-	}
-	if n, err := lib.DeviceCount(); err != nil || n == 0 {
-		t.Skipf("torch adapter %s: no device (%d, %v)", lib.Backend, n, err)
-	}
-	return lib
+	return adaptertest.OpenLib(t, *flagLib, "libgreta_parity_torch.so", "torch", "make adapter-torch")
 }
 
 func shape(t *testing.T, name string) model.Shape {
 	t.Helper()
-	all, err := model.LoadDir(filepath.Join(moduleRoot(), "fixtures", "models"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range all {
-		if m.Name == name {
-			return m
-		}
-	}
-	t.Fatalf("no fixture %s", name)
-	return model.Shape{}
+	return adaptertest.Shape(t, name)
 }
 
 // TestTorchSensitivity is TestSensitivityFloor's measurement (tiny-k90, S=17,
