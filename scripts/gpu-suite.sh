@@ -11,6 +11,9 @@
 #   blas-engine GRETA_GEMM_FORCE=BLAS (cuBLAS on both paths), engine contract
 #   blas-strict GRETA_GEMM_FORCE=BLAS, strict: the failures name the cases
 #               that need engine ("within engine, beyond strict")
+#   layers      TestLayers at every model's real depth (-parity.layers=all,
+#               -parity.full; GP_MODELS, default every fixture): each layer
+#               with its own weights and KV cache, then the head, strict
 #   rest        every other test (mutations under both contracts, properties,
 #               determinism, sensitivity, capabilities, artifacts)
 # The library is built first (make kernels-cuda) unless it exists. Logs go to
@@ -44,6 +47,8 @@ for phase in "$@"; do
     engine) args+=(-test.run '^TestParity$' -parity.contract=engine) ;;
     blas-engine) env=(GRETA_GEMM_FORCE=BLAS) args+=(-test.run '^TestParity$' -parity.contract=engine) ;;
     blas-strict) env=(GRETA_GEMM_FORCE=BLAS) args+=(-test.run '^TestParity$' -parity.contract=strict) ;;
+    layers) args+=(-test.run '^TestLayers$' -parity.full -parity.layers=all
+        -parity.models="${GP_MODELS:-$(cd fixtures/models && ls *.json | sed 's/\.json$//' | paste -sd,)}") ;;
     rest) args+=(-test.skip '^TestParity$') ;;
     *)
         echo "unknown phase $phase" | tee -a "$SUMMARY"

@@ -3,11 +3,11 @@ package harness
 import (
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/model"
+	"github.com/gretacore/parity/internal/parallel"
 )
 
 // Weights are one model's layer parameters, every value exactly
@@ -48,13 +48,79 @@ type weightKey struct {
 	seed  uint64
 }
 
-// weightCache keeps the weights of the last (model, dtype, seed) drawn, one
-// set per distribution: table cases iterate S, routes and distributions,
-// in parallel, for one (model, dtype), and real-model weights are large.
+// weightCache keeps the weight sets drawn last, one per (key,
+// distribution), the least recently used dropped first: table cases
+// iterate S, routes and distributions, in parallel, for one (model, dtype)
+// (one key, a set per distribution), and a layers-mode case's routes walk
+// the same layers side by side, each layer a key of its own (LayerSeed), so
+// that keeping the last key only would draw every layer once per route.
+// Every set of the key used last is kept; the others only up to
+// weightCacheOlder bytes (real-model weights are 1-4 GB of float64 a set).
 var weightCache struct {
 	sync.Mutex
-	key weightKey
-	w   map[Dist]*Weights
+	sets []cachedWeights // least recently used first
+}
+
+type cachedWeights struct {
+	key  weightKey
+	dist Dist
+	w    *Weights
+}
+
+// weightCacheOlder bounds the bytes kept of keys other than the last one
+// used: two layers of an 8B model's MLP-sized set.
+const weightCacheOlder = 4 << 30
+
+// cachedSet returns the set of (key, dist) and marks it used, or nil.
+// The caller holds weightCache's lock.
+func cachedSet(key weightKey, dist Dist) *Weights {
+	sets := weightCache.sets
+	for i, e := range sets {
+		if e.key == key && e.dist == dist {
+			copy(sets[i:], sets[i+1:])
+			sets[len(sets)-1] = e
+			return e.w
+		}
+	}
+	return nil
+}
+
+// keepSet stores w as (key, dist)'s set, the most recently used, and drops
+// the least recently used sets of other keys beyond weightCacheOlder.
+// The caller holds weightCache's lock.
+func keepSet(key weightKey, dist Dist, w *Weights) {
+	sets := weightCache.sets[:0]
+	for _, e := range weightCache.sets {
+		if e.key != key || e.dist != dist {
+			sets = append(sets, e)
+		}
+	}
+	sets = append(sets, cachedWeights{key, dist, w})
+	older := 0
+	for _, e := range sets {
+		if e.key != key {
+			older += 8 * e.w.values()
+		}
+	}
+	kept := sets[:0]
+	for _, e := range sets {
+		if e.key != key && older > weightCacheOlder {
+			older -= 8 * e.w.values()
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(sets[len(kept):])
+	weightCache.sets = kept
+}
+
+// values is the number of float64 values the set holds.
+func (w *Weights) values() int {
+	n := 0
+	for _, t := range [][]float64{w.NormW, w.Wq, w.Wk, w.Wv, w.Wo, w.Bq, w.Bk, w.Bv, w.PostNormW, w.Wg, w.Wu, w.Wd, w.FinalNormW, w.Wlm} {
+		n += len(t)
+	}
+	return n
 }
 
 // gen draws values of a distribution, rounded to the storage dtype.
@@ -73,13 +139,9 @@ const fillChunk = 1 << 18
 func (g gen) fill(n int, scale float64) []float64 {
 	out := make([]float64, n)
 	base := g.r.Uint64()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for c := 0; c*fillChunk < n; c++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(c int) {
-			defer func() { <-sem; wg.Done() }()
+	chunks := (n + fillChunk - 1) / fillChunk
+	parallel.For(chunks, fillChunk*drawCost, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
 			r := rand.New(rand.NewPCG(base, uint64(c)))
 			end := min((c+1)*fillChunk, n)
 			for i := c * fillChunk; i < end; i++ {
@@ -89,11 +151,14 @@ func (g gen) fill(n int, scale float64) []float64 {
 				}
 				out[i] = g.dt.Round(v * scale)
 			}
-		}(c)
-	}
-	wg.Wait()
+		}
+	})
 	return out
 }
+
+// drawCost is a value's draw and rounding in parallel.For's work units
+// (multiply-adds): about 30 ns.
+const drawCost = 30
 
 // NewInputs draws the case's inputs deterministically from its seed:
 // weights from (model, dtype, dist, seed), activations from (seed, P).
@@ -101,13 +166,9 @@ func NewInputs(c Case) *Inputs {
 	m := c.Model
 	key := weightKey{m, c.Dtype, LayerSeed(c.Seed, c.Layer)}
 	weightCache.Lock()
-	if weightCache.key != key || weightCache.w == nil {
-		weightCache.key, weightCache.w = key, map[Dist]*Weights{}
-	}
-	w := weightCache.w[c.Dist]
+	w := cachedSet(key, c.Dist)
 	if w == nil {
 		w = newWeights(m, c.Dtype, c.Dist, key.seed)
-		weightCache.w[c.Dist] = w
 	}
 	if c.RunsMLP() && w.Wg == nil {
 		// The MLP's weights are drawn when a case first needs them (an
@@ -116,14 +177,13 @@ func NewInputs(c Case) *Inputs {
 		full := *w
 		addMLPWeights(&full, m, c.Dtype, c.Dist, key.seed)
 		w = &full
-		weightCache.w[c.Dist] = w
 	}
 	if c.RunsHead() && w.Wlm == nil {
 		full := *w
 		addHeadWeights(&full, m, c.Dtype, c.Dist, c.Seed)
 		w = &full
-		weightCache.w[c.Dist] = w
 	}
+	keepSet(key, c.Dist, w)
 	weightCache.Unlock()
 
 	g := gen{rand.New(rand.NewPCG(c.Seed, uint64(c.P())<<32|0x5eed)), c.Dtype, c.Dist}

@@ -10,6 +10,8 @@ package reference
 import (
 	"math"
 
+	"github.com/gretacore/parity/internal/parallel"
+
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
 )
@@ -37,20 +39,22 @@ func RMSNorm(x, w []float64, eps float64) (y []float64, r float64) {
 func LinearAbs(x, w, bias []float64, n int) (y, a []float64) {
 	k := len(x)
 	y, a = make([]float64, n), make([]float64, n)
-	for j := 0; j < n; j++ {
-		row := w[j*k : (j+1)*k]
-		var s, m float64
-		for i, xv := range x {
-			p := xv * row[i]
-			s += p
-			m += math.Abs(p)
+	parallel.For(n, k, func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			row := w[j*k : (j+1)*k]
+			var s, m float64
+			for i, xv := range x {
+				p := xv * row[i]
+				s += p
+				m += math.Abs(p)
+			}
+			if bias != nil {
+				s += bias[j]
+				m += math.Abs(bias[j])
+			}
+			y[j], a[j] = s, m
 		}
-		if bias != nil {
-			s += bias[j]
-			m += math.Abs(bias[j])
-		}
-		y[j], a[j] = s, m
-	}
+	})
 	return y, a
 }
 
@@ -59,17 +63,19 @@ func LinearAbs(x, w, bias []float64, n int) (y, a []float64) {
 func Linear(x, w, bias []float64, n int) []float64 {
 	k := len(x)
 	y := make([]float64, n)
-	for j := 0; j < n; j++ {
-		row := w[j*k : (j+1)*k]
-		var s float64
-		for i, xv := range x {
-			s += xv * row[i]
+	parallel.For(n, k, func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			row := w[j*k : (j+1)*k]
+			var s float64
+			for i, xv := range x {
+				s += xv * row[i]
+			}
+			if bias != nil {
+				s += bias[j]
+			}
+			y[j] = s
 		}
-		if bias != nil {
-			s += bias[j]
-		}
-		y[j] = s
-	}
+	})
 	return y
 }
 

@@ -51,6 +51,7 @@ import (
 	"math"
 
 	"github.com/gretacore/parity/internal/dtype"
+	"github.com/gretacore/parity/internal/parallel"
 	"github.com/gretacore/parity/internal/reference"
 )
 
@@ -99,17 +100,19 @@ func floor(dt dtype.Dtype) float64 {
 func Linear(x, w, bias, ref []float64, dt dtype.Dtype) []float64 {
 	k := len(x)
 	abs := make([]float64, len(ref))
-	for j := range abs {
-		row := w[j*k : (j+1)*k]
-		var s float64
-		for i, xv := range x {
-			s += math.Abs(xv * row[i])
+	parallel.For(len(abs), k, func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			row := w[j*k : (j+1)*k]
+			var s float64
+			for i, xv := range x {
+				s += math.Abs(xv * row[i])
+			}
+			if bias != nil {
+				s += math.Abs(bias[j])
+			}
+			abs[j] = s
 		}
-		if bias != nil {
-			s += math.Abs(bias[j])
-		}
-		abs[j] = s
-	}
+	})
 	return LinearFromAbs(abs, ref, k, dt)
 }
 
@@ -128,19 +131,33 @@ func LinearFromAbs(abs, ref []float64, k int, dt dtype.Dtype) []float64 {
 
 // LinearProp is the exact change of x·Wᵀ when x moves by dx:
 // prop_j = Σ_k |dx_k|·|W_jk|.
+//
+// Only the k where dx_k ≠ 0 contribute (a zero dx_k adds nothing; a NaN
+// one is kept and poisons the sum), so the pass over W reads only those
+// columns, in increasing k as before: decode and prefill usually agree on most of a row, and
+// on forced routes on all of it (then prop is 0 without touching W).
 func LinearProp(dx, w []float64, n int) []float64 {
 	k := len(dx)
 	out := make([]float64, n)
-	for j := 0; j < n; j++ {
-		row := w[j*k : (j+1)*k]
-		var s float64
-		for i, d := range dx {
-			if d != 0 {
-				s += math.Abs(d * row[i])
-			}
+	var nz []int
+	for i, d := range dx {
+		if d != 0 {
+			nz = append(nz, i)
 		}
-		out[j] = s
 	}
+	if len(nz) == 0 {
+		return out
+	}
+	parallel.For(n, len(nz), func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			row := w[j*k : (j+1)*k]
+			var s float64
+			for _, i := range nz {
+				s += math.Abs(dx[i] * row[i])
+			}
+			out[j] = s
+		}
+	})
 	return out
 }
 
