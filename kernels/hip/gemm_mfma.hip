@@ -2,11 +2,27 @@
  * gemm_mfma.hip: the MFMA route of gp_linear, y[M,N] = x[M,K] * W[N,K]^T (+ bias),
  * as a tiled GEMM on the matrix cores (gp_mma.h).
  *
- * A block of 256 threads computes a 64x64 tile of y. K is consumed in 16-deep
- * slices staged in shared memory (zero-filled past M, N and K), each wave
- * advancing its 16x16 accumulator tiles slice by slice in increasing K: the
- * reduction order of an element is fixed by K alone, never by M, so a row
- * computed at M = 1 equals the same row at any M bit for bit. No split-K.
+ * A block of 256 threads computes a 128x128 tile of y; the waves split it
+ * 2 x (waves / 2), each wave owning a 64x32 (NVIDIA, 8 warps) or 64x64 (AMD,
+ * 4 waves) sub-tile of 16x16 accumulators. K is consumed in stages of
+ * GEMM_BK (64 bytes of K: 32 f16/bf16 or 16 f32 elements) staged in shared
+ * memory through a GP_PIPE_STAGES-deep copy pipeline (cp.async on NVIDIA),
+ * and each stage in 16-deep matrix-instruction slices.
+ *
+ * Why a row's result does not depend on M (decode M = 1 equals prefill bit
+ * for bit): the tile shape, the pipeline and the instruction sequence are
+ * fixed at build time, never chosen by M; there is no split-K; every output
+ * element is one f32 accumulator advanced slice by slice in increasing K
+ * (stage after stage, slice after slice inside a stage), by an instruction
+ * whose internal order does not depend on the element's position in the
+ * tile. Shared memory is zero-filled past M, N and K (K's padding depends on
+ * K alone; padded rows and columns are never stored). Loads take one of two
+ * paths - 16-byte chunks (predicated per chunk) when K's rows are 16-byte
+ * multiples and x, W are 16-byte aligned, else element by element - and
+ * both put exactly the same values in shared memory before the same MMA
+ * sequence runs, so the path (which depends on pointers, not on M) cannot
+ * change a result either.
+ *
  * Where the device pass has no matrix-core tile for the dtype (NVIDIA f32,
  * AMD without MFMA) the same tiling runs plain f32 FMAs, k in increasing
  * order, and is attested as gemm_fma_*.
@@ -15,123 +31,278 @@
 
 #include "gp_mma.h"
 
-#define GEMM_BM 64
-#define GEMM_BN 64
-#define GEMM_BK 16
+#define GEMM_BM 128
+#define GEMM_BN 128
 #define GEMM_THREADS 256
-#define GEMM_LDS (GEMM_BK + 8) /* shared row stride of the A/B slices, elements */
-#define GEMM_LDC (GEMM_BN + 4) /* shared row stride of the f32 result tile */
+#define GEMM_ROW_BYTES 64      /* bytes of K per shared row and stage: GEMM_BK elements */
+#define GEMM_WAVES_M 2         /* waves along M; the rest split N */
+#define GEMM_LDC_PAD 4         /* f32 result rows padded by 16 bytes (wmma: ldc % 4 == 0) */
+#define GEMM_SMEM_STATIC 49152 /* above this, dynamic shared memory must be opted in */
+
+/* The per-dtype shape of a stage. A shared row holds GEMM_BK elements plus
+ * 16 bytes of padding: 80-byte rows keep every 16-row fragment 32-byte
+ * aligned (16 * 80 = 1280; wmma) and every row start 16-byte aligned
+ * (cp.async, ldmatrix), and spread the rows of an 8x8 ldmatrix over all
+ * banks. */
+template <int DT> struct gemm_cfg {
+    typedef typename gp_elem<DT>::type S;
+    static constexpr int vec = 16 / (int)sizeof(S);            /* elements per 16-byte chunk */
+    static constexpr int bk = GEMM_ROW_BYTES / (int)sizeof(S); /* GEMM_BK: 32 or 16 */
+    static constexpr int lds = bk + vec;                       /* shared row stride, elements */
+    static constexpr int chunks = GEMM_ROW_BYTES / 16;         /* 16-byte chunks per row */
+    static constexpr int stage_elems = (GEMM_BM + GEMM_BN) * lds;
+    static constexpr int ldc = GEMM_BN + GEMM_LDC_PAD;
+    /* The epilogue stages half the tile (one wave row) of f32 at a time. */
+    static constexpr int c_bytes = (GEMM_BM / GEMM_WAVES_M) * ldc * (int)sizeof(float);
+    static constexpr int pipe_bytes = GP_PIPE_STAGES * stage_elems * (int)sizeof(S);
+    static constexpr int smem_bytes = pipe_bytes > c_bytes ? pipe_bytes : c_bytes;
+};
+
+/* Fills shared stages (A, then B) with K columns [k0, k0 + bk) of rows m0.. of
+ * x and n0.. of W, zero past M, N and K. vec16: 16-byte chunks (K % vec == 0,
+ * x and W 16-byte aligned, so a chunk is wholly inside or outside K), each
+ * thread owning the same chunks in every stage, so their row addresses are
+ * computed once rather than per stage; else element by element. Same shared
+ * contents either way. */
+template <int DT> struct gemm_loader {
+    typedef typename gp_elem<DT>::type S;
+    typedef gemm_cfg<DT> cfg;
+    static constexpr int per_a = GEMM_BM * cfg::chunks / GEMM_THREADS; /* chunks per thread */
+    static constexpr int per_b = GEMM_BN * cfg::chunks / GEMM_THREADS;
+    static constexpr int rows_step = GEMM_THREADS / cfg::chunks; /* rows between its chunks */
+    static_assert(GEMM_THREADS % cfg::chunks == 0 &&
+                      per_a * GEMM_THREADS == GEMM_BM * cfg::chunks &&
+                      per_b * GEMM_THREADS == GEMM_BN * cfg::chunks,
+                  "whole chunks per thread, one K offset per thread");
+    const S *x, *w;
+    int M, N, K, m0, n0;
+    int kk;             /* this thread's K offset inside a stage row, the same for all its chunks */
+    int row0;           /* its first row; chunk i is row row0 + i * rows_step */
+    const S *xa[per_a]; /* x row of chunk i at k = kk (x itself where the row is past M) */
+    const S *wb[per_b];
+    bool va[per_a], vb[per_b]; /* row inside M / N */
+
+    __device__ gemm_loader(const S *x_, const S *w_, int M_, int N_, int K_, int m0_, int n0_)
+        : x(x_), w(w_), M(M_), N(N_), K(K_), m0(m0_), n0(n0_) {
+        const int tid = threadIdx.x;
+        kk = (tid % cfg::chunks) * cfg::vec;
+        row0 = tid / cfg::chunks;
+#pragma unroll
+        for (int i = 0; i < per_a; i++) {
+            const int gm = m0 + row0 + i * rows_step;
+            va[i] = gm < M;
+            xa[i] = va[i] ? x + ((size_t)gm * K + kk) : x;
+        }
+#pragma unroll
+        for (int i = 0; i < per_b; i++) {
+            const int gn = n0 + row0 + i * rows_step;
+            vb[i] = gn < N;
+            wb[i] = vb[i] ? w + ((size_t)gn * K + kk) : w;
+        }
+    }
+
+    __device__ __forceinline__ void load(S *As, S *Bs, int k0, bool vec16) const {
+        if (vec16) {
+            const bool kin = k0 + kk < K;
+#pragma unroll
+            for (int i = 0; i < per_a; i++) {
+                const bool ok = va[i] && kin;
+                gp_async_copy16(As + (row0 + i * rows_step) * cfg::lds + kk, ok ? xa[i] + k0 : x,
+                                ok);
+            }
+#pragma unroll
+            for (int i = 0; i < per_b; i++) {
+                const bool ok = vb[i] && kin;
+                gp_async_copy16(Bs + (row0 + i * rows_step) * cfg::lds + kk, ok ? wb[i] + k0 : w,
+                                ok);
+            }
+            return;
+        }
+        for (int e = threadIdx.x; e < GEMM_BM * cfg::bk; e += GEMM_THREADS) {
+            const int r = e / cfg::bk, c = e % cfg::bk;
+            const int gm = m0 + r, gk = k0 + c;
+            As[r * cfg::lds + c] = (gm < M && gk < K) ? x[(size_t)gm * K + gk] : S(0);
+        }
+        for (int e = threadIdx.x; e < GEMM_BN * cfg::bk; e += GEMM_THREADS) {
+            const int r = e / cfg::bk, c = e % cfg::bk;
+            const int gn = n0 + r, gk = k0 + c;
+            Bs[r * cfg::lds + c] = (gn < N && gk < K) ? w[(size_t)gn * K + gk] : S(0);
+        }
+    }
+};
+
+/* One buffer for all instantiations (extern __shared__ must not change type). */
+extern __shared__ __attribute__((aligned(128))) unsigned char gemm_smem[];
 
 template <int DT>
 __global__ __launch_bounds__(GEMM_THREADS) void gemm_tile_kernel(
     const typename gp_elem<DT>::type *__restrict__ x,
     const typename gp_elem<DT>::type *__restrict__ w,
     const typename gp_elem<DT>::type *__restrict__ bias, typename gp_elem<DT>::type *__restrict__ y,
-    int M, int N, int K, int flags) {
+    int M, int N, int K, int flags, int vec16) {
     typedef typename gp_elem<DT>::type S;
     typedef gp_mma<DT> mma;
+    typedef gemm_cfg<DT> cfg;
     constexpr int waves = GEMM_THREADS / GP_WAVE;
-    constexpr int tiles_n = GEMM_BN / GP_MMA_N;
-    constexpr int subs = (GEMM_BM / GP_MMA_M) * tiles_n / waves; /* 16x16 tiles per wave */
+    constexpr int waves_n = waves / GEMM_WAVES_M;
+    constexpr int wtm = GEMM_BM / GEMM_WAVES_M; /* wave sub-tile: 64 rows */
+    constexpr int wtn = GEMM_BN / waves_n;      /* 32 (8 warps) or 64 (4 waves) columns */
+    constexpr int fm = wtm / GP_MMA_M, fn = wtn / GP_MMA_N;
+    constexpr int half_rows = wtm; /* epilogue: one wave row of the tile at a time */
+    /* FMA path: thread (ty, tx) owns rows ty + 16a, columns tx + 16b. */
+    constexpr int fa = GEMM_BM / 16, fb = GEMM_BN / 16;
+    static_assert(GEMM_THREADS == 256, "the FMA path maps 16 x 16 threads");
+    static_assert(cfg::bk % GP_MMA_K == 0, "a stage is whole 16-deep slices");
+    static_assert(waves % GEMM_WAVES_M == 0 && wtn % GP_MMA_N == 0, "wave grid");
 
-    __shared__ S As[GEMM_BM * GEMM_LDS] __attribute__((aligned(32)));
-    __shared__ S Bs[GEMM_BN * GEMM_LDS] __attribute__((aligned(32)));
-    __shared__ float Cs[GEMM_BM * GEMM_LDC] __attribute__((aligned(32)));
-
+    S *const smem = reinterpret_cast<S *>(gemm_smem);
     const int tid = threadIdx.x;
     const int wave = tid / GP_WAVE;
+    const int wave_m = wave / waves_n, wave_n = wave % waves_n;
+    const int ty = tid / 16, tx = tid % 16;
     const int m0 = blockIdx.x * GEMM_BM;
     const int n0 = blockIdx.y * GEMM_BN;
+    const bool vec = vec16 != 0;
 
-    typename mma::acc_t acc[subs];
-    float facc[4][4]; /* FMA path: rows ty + 16a, columns tx + 16b */
-    const int ty = tid / 16, tx = tid % 16;
+    typename mma::acc_t acc[fm][fn];
+    float facc[fa][fb];
     if constexpr (mma::core) {
 #pragma unroll
-        for (int s = 0; s < subs; s++) {
-            mma::zero(acc[s]);
+        for (int i = 0; i < fm; i++) {
+#pragma unroll
+            for (int j = 0; j < fn; j++) {
+                mma::zero(acc[i][j]);
+            }
         }
     } else {
 #pragma unroll
-        for (int a = 0; a < 4; a++) {
+        for (int a = 0; a < fa; a++) {
 #pragma unroll
-            for (int b = 0; b < 4; b++) {
+            for (int b = 0; b < fb; b++) {
                 facc[a][b] = 0.0f;
             }
         }
     }
 
-    for (int k0 = 0; k0 < K; k0 += GEMM_BK) {
-        for (int e = tid; e < GEMM_BM * GEMM_BK; e += GEMM_THREADS) {
-            const int r = e / GEMM_BK, kk = e % GEMM_BK;
-            const int gm = m0 + r, gk = k0 + kk;
-            As[r * GEMM_LDS + kk] = (gm < M && gk < K) ? x[(size_t)gm * K + gk] : S(0);
+    /* Pipeline: stage t % GP_PIPE_STAGES holds K tile t. One commit per tile
+     * slot (empty past the end) keeps the group count uniform, so
+     * wait<STAGES - 2> always means "tile kt has landed". */
+    const int kt_count = (K + cfg::bk - 1) / cfg::bk;
+    const gemm_loader<DT> loader(x, w, M, N, K, m0, n0);
+#pragma unroll
+    for (int s = 0; s < GP_PIPE_STAGES - 1; s++) {
+        if (s < kt_count) {
+            S *st = smem + s * cfg::stage_elems;
+            loader.load(st, st + GEMM_BM * cfg::lds, s * cfg::bk, vec);
         }
-        for (int e = tid; e < GEMM_BN * GEMM_BK; e += GEMM_THREADS) {
-            const int r = e / GEMM_BK, kk = e % GEMM_BK;
-            const int gn = n0 + r, gk = k0 + kk;
-            Bs[r * GEMM_LDS + kk] = (gn < N && gk < K) ? w[(size_t)gn * K + gk] : S(0);
-        }
+        gp_async_commit();
+    }
+
+    for (int kt = 0; kt < kt_count; kt++) {
+        gp_async_wait<GP_PIPE_STAGES - 2>();
+        /* Tile kt is visible to all, and every wave has finished reading tile
+         * kt - 1, whose stage the load below overwrites. */
         __syncthreads();
+        const int next = kt + GP_PIPE_STAGES - 1;
+        if (next < kt_count) {
+            S *st = smem + (next % GP_PIPE_STAGES) * cfg::stage_elems;
+            loader.load(st, st + GEMM_BM * cfg::lds, next * cfg::bk, vec);
+        }
+        gp_async_commit();
+
+        const S *As = smem + (kt % GP_PIPE_STAGES) * cfg::stage_elems;
+        const S *Bs = As + GEMM_BM * cfg::lds;
         if constexpr (mma::core) {
+            const S *Aw = As + wave_m * wtm * cfg::lds;
+            const S *Bw = Bs + wave_n * wtn * cfg::lds;
 #pragma unroll
-            for (int s = 0; s < subs; s++) {
-                const int t = wave + s * waves;
-                const int ti = t / tiles_n, tj = t % tiles_n;
-                mma::step(acc[s], As + ti * GP_MMA_M * GEMM_LDS, GEMM_LDS,
-                          Bs + tj * GP_MMA_N * GEMM_LDS, GEMM_LDS);
-            }
-        } else {
+            for (int ks = 0; ks < cfg::bk; ks += GP_MMA_K) { /* slices in increasing K */
+                typename mma::a_frag_t af[fm];
+                typename mma::b_frag_t bf[fn];
 #pragma unroll
-            for (int kk = 0; kk < GEMM_BK; kk++) {
-                float av[4], bv[4];
-#pragma unroll
-                for (int a = 0; a < 4; a++) {
-                    av[a] = gp_to_f32<DT>(As[(ty + 16 * a) * GEMM_LDS + kk]);
-                    bv[a] = gp_to_f32<DT>(Bs[(tx + 16 * a) * GEMM_LDS + kk]);
+                for (int i = 0; i < fm; i++) {
+                    mma::load_a(af[i], Aw + i * GP_MMA_M * cfg::lds + ks, cfg::lds);
                 }
 #pragma unroll
-                for (int a = 0; a < 4; a++) {
+                for (int j = 0; j < fn; j++) {
+                    mma::load_b(bf[j], Bw + j * GP_MMA_N * cfg::lds + ks, cfg::lds);
+                }
 #pragma unroll
-                    for (int b = 0; b < 4; b++) {
+                for (int i = 0; i < fm; i++) {
+#pragma unroll
+                    for (int j = 0; j < fn; j++) {
+                        mma::mac(acc[i][j], af[i], bf[j]);
+                    }
+                }
+            }
+        } else {
+#pragma unroll 4
+            for (int kk = 0; kk < cfg::bk; kk++) { /* k in increasing order */
+                float av[fa], bv[fb];
+#pragma unroll
+                for (int a = 0; a < fa; a++) {
+                    av[a] = gp_to_f32<DT>(As[(ty + 16 * a) * cfg::lds + kk]);
+                }
+#pragma unroll
+                for (int b = 0; b < fb; b++) {
+                    bv[b] = gp_to_f32<DT>(Bs[(tx + 16 * b) * cfg::lds + kk]);
+                }
+#pragma unroll
+                for (int a = 0; a < fa; a++) {
+#pragma unroll
+                    for (int b = 0; b < fb; b++) {
                         facc[a][b] = fmaf(av[a], bv[b], facc[a][b]);
                     }
                 }
             }
         }
-        __syncthreads();
     }
 
-    if constexpr (mma::core) {
-#pragma unroll
-        for (int s = 0; s < subs; s++) {
-            const int t = wave + s * waves;
-            const int ti = t / tiles_n, tj = t % tiles_n;
-            mma::store(acc[s], Cs + ti * GP_MMA_M * GEMM_LDC + tj * GP_MMA_N, GEMM_LDC);
-        }
-    } else {
-#pragma unroll
-        for (int a = 0; a < 4; a++) {
-#pragma unroll
-            for (int b = 0; b < 4; b++) {
-                Cs[(ty + 16 * a) * GEMM_LDC + tx + 16 * b] = facc[a][b];
-            }
-        }
-    }
+    /* Epilogue: the pipeline's shared memory becomes the f32 result tile, one
+     * half (wave row) at a time: v = acc + bias in f32, one rounding. */
+    gp_async_wait<0>(); /* only empty groups remain; made explicit before reuse */
     __syncthreads();
-
+    float *const Cs = reinterpret_cast<float *>(gemm_smem);
     const bool use_bias = bias != nullptr && !(flags & GP_LIN_SKIP_BIAS);
     const bool rz = (flags & GP_LIN_ROUND_TRUNC) != 0;
-    for (int e = tid; e < GEMM_BM * GEMM_BN; e += GEMM_THREADS) {
-        const int r = e / GEMM_BN, c = e % GEMM_BN;
-        const int gm = m0 + r, gn = n0 + c;
-        if (gm < M && gn < N) {
-            float v = Cs[r * GEMM_LDC + c];
-            if (use_bias) {
-                v = v + gp_to_f32<DT>(bias[gn]);
+#pragma unroll 1
+    for (int h = 0; h < GEMM_WAVES_M; h++) {
+        if constexpr (mma::core) {
+            if (wave_m == h) {
+#pragma unroll
+                for (int i = 0; i < fm; i++) {
+#pragma unroll
+                    for (int j = 0; j < fn; j++) {
+                        mma::store(acc[i][j],
+                                   Cs + i * GP_MMA_M * cfg::ldc + wave_n * wtn + j * GP_MMA_N,
+                                   cfg::ldc);
+                    }
+                }
             }
-            y[(size_t)gm * N + gn] = gp_from_f32<DT>(v, rz);
+        } else {
+#pragma unroll
+            for (int a = 0; a < fa; a++) {
+                if ((ty + 16 * a) / half_rows == h) {
+#pragma unroll
+                    for (int b = 0; b < fb; b++) {
+                        Cs[(ty + 16 * a - h * half_rows) * cfg::ldc + tx + 16 * b] = facc[a][b];
+                    }
+                }
+            }
         }
+        __syncthreads();
+        for (int e = tid; e < half_rows * GEMM_BN; e += GEMM_THREADS) {
+            const int r = e / GEMM_BN, c = e % GEMM_BN;
+            const int gm = m0 + h * half_rows + r, gn = n0 + c;
+            if (gm < M && gn < N) {
+                float v = Cs[r * cfg::ldc + c];
+                if (use_bias) {
+                    v = v + gp_to_f32<DT>(bias[gn]);
+                }
+                y[(size_t)gm * N + gn] = gp_from_f32<DT>(v, rz);
+            }
+        }
+        __syncthreads(); /* Cs is rewritten by the next half */
     }
 }
 
@@ -139,48 +310,71 @@ template <int DT>
 static int gemm_launch(const void *x, const void *w, const void *bias, void *y, int M, int N, int K,
                        int flags) {
     typedef typename gp_elem<DT>::type S;
+    typedef gemm_cfg<DT> cfg;
     const dim3 grid((unsigned)((M + GEMM_BM - 1) / GEMM_BM),
                     (unsigned)((N + GEMM_BN - 1) / GEMM_BN));
     const dim3 block(GEMM_THREADS);
-    void (*kernel)(const S *, const S *, const S *, S *, int, int, int, int) = gemm_tile_kernel<DT>;
-    hipLaunchKernelGGL(kernel, grid, block, 0, 0, (const S *)x, (const S *)w, (const S *)bias,
-                       (S *)y, M, N, K, flags);
+    void (*kernel)(const S *, const S *, const S *, S *, int, int, int, int, int) =
+        gemm_tile_kernel<DT>;
+    if (cfg::smem_bytes > GEMM_SMEM_STATIC) {
+        /* Idempotent; cheap next to the GEMM, and per device without caching. */
+        const hipError_t err = hipFuncSetAttribute(
+            (const void *)kernel, hipFuncAttributeMaxDynamicSharedMemorySize, cfg::smem_bytes);
+        if (err != hipSuccess) {
+            return gp_hip_fail("gp_linear", "gemm shared memory", err);
+        }
+    }
+    /* 16-byte chunks need whole chunks per row and aligned bases; the choice
+     * never changes the staged values (see the header). */
+    const int vec16 = K % cfg::vec == 0 && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0 ? 1 : 0;
+    hipLaunchKernelGGL(kernel, grid, block, cfg::smem_bytes, 0, (const S *)x, (const S *)w,
+                       (const S *)bias, (S *)y, M, N, K, flags, vec16);
     return GP_OK;
+}
+
+static int gemm_bk(int dtype) {
+    return dtype == GP_DTYPE_F32 ? gemm_cfg<GP_DTYPE_F32>::bk : gemm_cfg<GP_DTYPE_F16>::bk;
 }
 
 /* The name of what ran: the matrix-core instruction shape, or the FMA tile. */
 static void gemm_kernel_name(int dtype, char *name, size_t cap) {
     const char *dt = gp_dtype_name(dtype);
     if (!gp_hip_matrix_cores(dtype)) {
-        snprintf(name, cap, "gemm_fma_%s_%dx%dx%d", dt, GEMM_BM, GEMM_BN, GEMM_BK);
+        snprintf(name, cap, "gemm_fma_%s_%dx%dx%d", dt, GEMM_BM, GEMM_BN, gemm_bk(dtype));
         return;
     }
 #if defined(GP_AMD)
     snprintf(name, cap, "gemm_mfma_%s_16x16x%d", dt, dtype == GP_DTYPE_F32 ? 4 : 16);
-#else
+#elif defined(GP_MMA_USE_WMMA)
     snprintf(name, cap, "gemm_wmma_%s_16x16x16", dt);
+#else
+    snprintf(name, cap, "gemm_mma_sync_%s_16x8x16", dt);
 #endif /* GP_AMD */
 }
 
 int gp_hip_gemm(int dtype, const void *x, const void *w, const void *bias, void *y, int M, int N,
                 int K, int flags) {
+    int rc;
     switch (dtype) {
     case GP_DTYPE_F32:
-        gemm_launch<GP_DTYPE_F32>(x, w, bias, y, M, N, K, flags);
+        rc = gemm_launch<GP_DTYPE_F32>(x, w, bias, y, M, N, K, flags);
         break;
     case GP_DTYPE_F16:
-        gemm_launch<GP_DTYPE_F16>(x, w, bias, y, M, N, K, flags);
+        rc = gemm_launch<GP_DTYPE_F16>(x, w, bias, y, M, N, K, flags);
         break;
     default:
-        gemm_launch<GP_DTYPE_BF16>(x, w, bias, y, M, N, K, flags);
+        rc = gemm_launch<GP_DTYPE_BF16>(x, w, bias, y, M, N, K, flags);
         break;
     }
-    char name[GP_KERNEL_NAME_CAP];
-    gemm_kernel_name(dtype, name, sizeof name);
-    const int rc = gp_hip_check_launch("gp_linear", name);
     if (rc != GP_OK) {
         return rc;
     }
-    gp_attest(GP_ROUTE_MFMA, GEMM_BM, GEMM_BN, GEMM_BK, 1, name);
+    char name[GP_KERNEL_NAME_CAP];
+    gemm_kernel_name(dtype, name, sizeof name);
+    rc = gp_hip_check_launch("gp_linear", name);
+    if (rc != GP_OK) {
+        return rc;
+    }
+    gp_attest(GP_ROUTE_MFMA, GEMM_BM, GEMM_BN, gemm_bk(dtype), 1, name);
     return GP_OK;
 }

@@ -38,6 +38,8 @@
 #define hipMemcpyDeviceToDevice cudaMemcpyDeviceToDevice
 #define hipMemcpyAsync cudaMemcpyAsync
 #define hipStream_t cudaStream_t
+#define hipFuncSetAttribute cudaFuncSetAttribute
+#define hipFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
 
 /* hipLaunchKernelGGL(kernel, grid, block, shared_bytes, stream, args...) */
 #define hipLaunchKernelGGL(kernel, grid, block, shmem, stream, ...)                                \
