@@ -48,7 +48,7 @@ for phase in "$@"; do
     blas-engine) env=(GRETA_GEMM_FORCE=BLAS) args+=(-test.run '^TestParity$' -parity.contract=engine) ;;
     blas-strict) env=(GRETA_GEMM_FORCE=BLAS) args+=(-test.run '^TestParity$' -parity.contract=strict) ;;
     layers) args+=(-test.run '^TestLayers$' -parity.full -parity.layers=all
-        -parity.models="${GP_MODELS:-$(cd fixtures/models && ls *.json | sed 's/\.json$//' | paste -sd,)}") ;;
+        -parity.models="${GP_MODELS:-$(find fixtures/models -name '*.json' -printf '%f\n' | sed 's/\.json$//' | sort | paste -sd,)}") ;;
     rest) args+=(-test.skip '^TestParity$') ;;
     *)
         echo "unknown phase $phase" | tee -a "$SUMMARY"

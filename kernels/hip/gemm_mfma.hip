@@ -2,12 +2,15 @@
  * gemm_mfma.hip: the MFMA route of gp_linear, y[M,N] = x[M,K] * W[N,K]^T (+ bias),
  * as a tiled GEMM on the matrix cores (gp_mma.h).
  *
- * A block of 256 threads computes a 128x128 tile of y; the waves split it
- * 2 x (waves / 2), each wave owning a 64x32 (NVIDIA, 8 warps) or 64x64 (AMD,
- * 4 waves) sub-tile of 16x16 accumulators. K is consumed in stages of
- * GEMM_BK (64 bytes of K: 32 f16/bf16 or 16 f32 elements) staged in shared
- * memory through a GP_PIPE_STAGES-deep copy pipeline (cp.async on NVIDIA),
- * and each stage in 16-deep matrix-instruction slices.
+ * By default a block of 256 threads computes a 128x128 tile of y; the waves
+ * split it 2 x (waves / 2), each wave owning a 64x32 (NVIDIA, 8 warps) or
+ * 64x64 (AMD, 4 waves) sub-tile of 16x16 accumulators. K is consumed in
+ * stages of GEMM_BK (64 bytes of K: 32 f16/bf16 or 16 f32 elements) staged
+ * in shared memory through a GP_PIPE_STAGES-deep copy pipeline (cp.async on
+ * NVIDIA), and each stage in 16-deep matrix-instruction slices. The tile
+ * (GEMM_BM, GEMM_BN, GEMM_ROW_BYTES, GEMM_WAVES_M, GP_PIPE_STAGES,
+ * GEMM_MIN_BLOCKS) is a build-time -D choice (static_asserts reject
+ * inconsistent ones); the kernel's name reports it.
  *
  * Why a row's result does not depend on M (decode M = 1 equals prefill bit
  * for bit): the tile shape, the pipeline and the instruction sequence are
@@ -31,31 +34,93 @@
 
 #include "gp_mma.h"
 
-#define GEMM_BM 128
-#define GEMM_BN 128
-#define GEMM_THREADS 256
-#define GEMM_ROW_BYTES 64      /* bytes of K per shared row and stage: GEMM_BK elements */
-#define GEMM_WAVES_M 2         /* waves along M; the rest split N */
+/* The tile, fixed at build time (never chosen by M: see above). Each is a
+ * -D override on the compiler's command line, so that one build can try a
+ * variant (scripts/gpu-gemm-variants.sh); the defaults are the shipped tile. */
+#ifndef GEMM_BM
+#define GEMM_BM 128 /* block tile rows (M) */
+#endif              /* GEMM_BM */
+#ifndef GEMM_BN
+#define GEMM_BN 128 /* block tile columns (N) */
+#endif              /* GEMM_BN */
+#ifndef GEMM_THREADS
+#define GEMM_THREADS 256 /* the FMA path maps them 16 x 16 */
+#endif                   /* GEMM_THREADS */
+/* Bytes of K per shared row and stage (GEMM_BK elements). NVIDIA: 128 (BK
+ * 64 at 16 bits) with 4 stages (gp_mma.h), the fastest of the variants
+ * measured on an H200 at M = 512 and 2048 (docs/PERFORMANCE.md); AMD: 64,
+ * because two 128-byte stages of a 128 x 128 tile do not fit a CU's 64 KiB. */
+#ifndef GEMM_ROW_BYTES
+#if defined(GP_NVIDIA)
+#define GEMM_ROW_BYTES 128
+#else
+#define GEMM_ROW_BYTES 64
+#endif /* GP_NVIDIA */
+#endif /* GEMM_ROW_BYTES */
+#ifndef GEMM_WAVES_M
+#define GEMM_WAVES_M 2 /* waves along M; the rest split N */
+#endif                 /* GEMM_WAVES_M */
+#ifndef GEMM_MIN_BLOCKS
+#define GEMM_MIN_BLOCKS 1      /* __launch_bounds__ blocks per SM / CU (register cap) */
+#endif                         /* GEMM_MIN_BLOCKS */
 #define GEMM_LDC_PAD 4         /* f32 result rows padded by 16 bytes (wmma: ldc % 4 == 0) */
 #define GEMM_SMEM_STATIC 49152 /* above this, dynamic shared memory must be opted in */
+#if defined(GP_NVIDIA)
+#define GEMM_SMEM_MAX 232448 /* 227 KiB: the most one block may opt in to (sm_90) */
+#else
+#define GEMM_SMEM_MAX 65536 /* a CU's LDS (gfx90a, gfx942) */
+#endif                      /* GP_NVIDIA */
+
+/* The tile of a dtype: the configured one, except f32 on NVIDIA, which has
+ * no matrix-core tile (gp_mma.h) and keeps the default shape for its FMA
+ * path, whose threads hold (BM / 16) x (BN / 16) accumulators each. */
+template <int DT> struct gemm_shape {
+    static constexpr int bm = GEMM_BM, bn = GEMM_BN, threads = GEMM_THREADS;
+    static constexpr int row_bytes = GEMM_ROW_BYTES, waves_m = GEMM_WAVES_M;
+    static constexpr int stages = GP_PIPE_STAGES, min_blocks = GEMM_MIN_BLOCKS;
+};
+#if defined(GP_NVIDIA)
+template <> struct gemm_shape<GP_DTYPE_F32> {
+    static constexpr int bm = 128, bn = 128, threads = 256;
+    static constexpr int row_bytes = 64, waves_m = 2;
+    static constexpr int stages = 3, min_blocks = 1;
+};
+#endif /* GP_NVIDIA */
 
 /* The per-dtype shape of a stage. A shared row holds GEMM_BK elements plus
- * 16 bytes of padding: 80-byte rows keep every 16-row fragment 32-byte
- * aligned (16 * 80 = 1280; wmma) and every row start 16-byte aligned
- * (cp.async, ldmatrix), and spread the rows of an 8x8 ldmatrix over all
- * banks. */
-template <int DT> struct gemm_cfg {
+ * 16 bytes of padding: 80- or 144-byte rows keep every 16-row fragment
+ * 32-byte aligned (16 * 80 = 1280, 16 * 144 = 2304; wmma) and every row start
+ * 16-byte aligned (cp.async, ldmatrix), and spread the rows of an 8x8
+ * ldmatrix over all banks (20 or 36 words apart: 8 distinct 4-word groups
+ * mod 32). */
+template <int DT> struct gemm_cfg : gemm_shape<DT> {
+    typedef gemm_shape<DT> sh;
     typedef typename gp_elem<DT>::type S;
-    static constexpr int vec = 16 / (int)sizeof(S);            /* elements per 16-byte chunk */
-    static constexpr int bk = GEMM_ROW_BYTES / (int)sizeof(S); /* GEMM_BK: 32 or 16 */
-    static constexpr int lds = bk + vec;                       /* shared row stride, elements */
-    static constexpr int chunks = GEMM_ROW_BYTES / 16;         /* 16-byte chunks per row */
-    static constexpr int stage_elems = (GEMM_BM + GEMM_BN) * lds;
-    static constexpr int ldc = GEMM_BN + GEMM_LDC_PAD;
-    /* The epilogue stages half the tile (one wave row) of f32 at a time. */
-    static constexpr int c_bytes = (GEMM_BM / GEMM_WAVES_M) * ldc * (int)sizeof(float);
-    static constexpr int pipe_bytes = GP_PIPE_STAGES * stage_elems * (int)sizeof(S);
+    static constexpr int waves = sh::threads / GP_WAVE;
+    static constexpr int waves_n = waves / sh::waves_m;
+    static constexpr int wtm = sh::bm / sh::waves_m;          /* wave sub-tile rows */
+    static constexpr int wtn = sh::bn / waves_n;              /* wave sub-tile columns */
+    static constexpr int vec = 16 / (int)sizeof(S);           /* elements per 16-byte chunk */
+    static constexpr int bk = sh::row_bytes / (int)sizeof(S); /* GEMM_BK */
+    static constexpr int lds = bk + vec;                      /* shared row stride, elements */
+    static constexpr int chunks = sh::row_bytes / 16;         /* 16-byte chunks per row */
+    static constexpr int stage_elems = (sh::bm + sh::bn) * lds;
+    static constexpr int ldc = sh::bn + GEMM_LDC_PAD;
+    /* The epilogue stages one wave row of the tile (wtm rows) of f32 at a time. */
+    static constexpr int c_bytes = wtm * ldc * (int)sizeof(float);
+    static constexpr int pipe_bytes = sh::stages * stage_elems * (int)sizeof(S);
     static constexpr int smem_bytes = pipe_bytes > c_bytes ? pipe_bytes : c_bytes;
+    static_assert(sh::row_bytes == 64 || sh::row_bytes == 128,
+                  "GEMM_ROW_BYTES: 64 or 128 bytes of K per stage (80 / 144-byte padded rows)");
+    static_assert(sh::stages >= 2, "GP_PIPE_STAGES: at least 2 (one loading, one read)");
+    static_assert(sh::threads % GP_WAVE == 0 && waves % sh::waves_m == 0,
+                  "GEMM_WAVES_M must divide the waves of GEMM_THREADS");
+    static_assert(sh::bm % (sh::waves_m * GP_MMA_M) == 0 && sh::bn % (waves_n * GP_MMA_N) == 0,
+                  "GEMM_BM / GEMM_BN: whole 16x16 fragments per wave");
+    static_assert(bk % GP_MMA_K == 0, "a stage is whole 16-deep slices");
+    static_assert(smem_bytes <= GEMM_SMEM_MAX,
+                  "shared memory: GP_PIPE_STAGES * (GEMM_BM + GEMM_BN) padded rows exceed "
+                  "GEMM_SMEM_MAX (227 KiB NVIDIA, 64 KiB AMD)");
 };
 
 /* Fills shared stages (A, then B) with K columns [k0, k0 + bk) of rows m0.. of
@@ -67,13 +132,14 @@ template <int DT> struct gemm_cfg {
 template <int DT> struct gemm_loader {
     typedef typename gp_elem<DT>::type S;
     typedef gemm_cfg<DT> cfg;
-    static constexpr int per_a = GEMM_BM * cfg::chunks / GEMM_THREADS; /* chunks per thread */
-    static constexpr int per_b = GEMM_BN * cfg::chunks / GEMM_THREADS;
-    static constexpr int rows_step = GEMM_THREADS / cfg::chunks; /* rows between its chunks */
-    static_assert(GEMM_THREADS % cfg::chunks == 0 &&
-                      per_a * GEMM_THREADS == GEMM_BM * cfg::chunks &&
-                      per_b * GEMM_THREADS == GEMM_BN * cfg::chunks,
-                  "whole chunks per thread, one K offset per thread");
+    static constexpr int per_a = cfg::bm * cfg::chunks / cfg::threads; /* chunks per thread */
+    static constexpr int per_b = cfg::bn * cfg::chunks / cfg::threads;
+    static constexpr int rows_step = cfg::threads / cfg::chunks; /* rows between its chunks */
+    static_assert(cfg::threads % cfg::chunks == 0 &&
+                      per_a * cfg::threads == cfg::bm * cfg::chunks &&
+                      per_b * cfg::threads == cfg::bn * cfg::chunks,
+                  "GEMM_BM, GEMM_BN, GEMM_ROW_BYTES, GEMM_THREADS: whole 16-byte chunks per "
+                  "thread, one K offset per thread");
     const S *x, *w;
     int M, N, K, m0, n0;
     int kk;             /* this thread's K offset inside a stage row, the same for all its chunks */
@@ -118,12 +184,12 @@ template <int DT> struct gemm_loader {
             }
             return;
         }
-        for (int e = threadIdx.x; e < GEMM_BM * cfg::bk; e += GEMM_THREADS) {
+        for (int e = threadIdx.x; e < cfg::bm * cfg::bk; e += cfg::threads) {
             const int r = e / cfg::bk, c = e % cfg::bk;
             const int gm = m0 + r, gk = k0 + c;
             As[r * cfg::lds + c] = (gm < M && gk < K) ? x[(size_t)gm * K + gk] : S(0);
         }
-        for (int e = threadIdx.x; e < GEMM_BN * cfg::bk; e += GEMM_THREADS) {
+        for (int e = threadIdx.x; e < cfg::bn * cfg::bk; e += cfg::threads) {
             const int r = e / cfg::bk, c = e % cfg::bk;
             const int gn = n0 + r, gk = k0 + c;
             Bs[r * cfg::lds + c] = (gn < N && gk < K) ? w[(size_t)gn * K + gk] : S(0);
@@ -135,7 +201,7 @@ template <int DT> struct gemm_loader {
 extern __shared__ __attribute__((aligned(128))) unsigned char gemm_smem[];
 
 template <int DT>
-__global__ __launch_bounds__(GEMM_THREADS) void gemm_tile_kernel(
+__global__ __launch_bounds__(gemm_cfg<DT>::threads, gemm_cfg<DT>::min_blocks) void gemm_tile_kernel(
     const typename gp_elem<DT>::type *__restrict__ x,
     const typename gp_elem<DT>::type *__restrict__ w,
     const typename gp_elem<DT>::type *__restrict__ bias, typename gp_elem<DT>::type *__restrict__ y,
@@ -143,25 +209,24 @@ __global__ __launch_bounds__(GEMM_THREADS) void gemm_tile_kernel(
     typedef typename gp_elem<DT>::type S;
     typedef gp_mma<DT> mma;
     typedef gemm_cfg<DT> cfg;
-    constexpr int waves = GEMM_THREADS / GP_WAVE;
-    constexpr int waves_n = waves / GEMM_WAVES_M;
-    constexpr int wtm = GEMM_BM / GEMM_WAVES_M; /* wave sub-tile: 64 rows */
-    constexpr int wtn = GEMM_BN / waves_n;      /* 32 (8 warps) or 64 (4 waves) columns */
+    constexpr int waves_n = cfg::waves_n;
+    constexpr int wtm = cfg::wtm; /* wave sub-tile: 64 rows by default */
+    constexpr int wtn = cfg::wtn; /* 32 (8 warps) or 64 (4 waves) columns by default */
+    constexpr int stages = cfg::stages;
     constexpr int fm = wtm / GP_MMA_M, fn = wtn / GP_MMA_N;
     constexpr int half_rows = wtm; /* epilogue: one wave row of the tile at a time */
     /* FMA path: thread (ty, tx) owns rows ty + 16a, columns tx + 16b. */
-    constexpr int fa = GEMM_BM / 16, fb = GEMM_BN / 16;
-    static_assert(GEMM_THREADS == 256, "the FMA path maps 16 x 16 threads");
+    constexpr int fa = cfg::bm / 16, fb = cfg::bn / 16;
+    static_assert(cfg::threads == 256, "GEMM_THREADS: the FMA path maps 16 x 16 threads");
     static_assert(cfg::bk % GP_MMA_K == 0, "a stage is whole 16-deep slices");
-    static_assert(waves % GEMM_WAVES_M == 0 && wtn % GP_MMA_N == 0, "wave grid");
 
     S *const smem = reinterpret_cast<S *>(gemm_smem);
     const int tid = threadIdx.x;
     const int wave = tid / GP_WAVE;
     const int wave_m = wave / waves_n, wave_n = wave % waves_n;
     const int ty = tid / 16, tx = tid % 16;
-    const int m0 = blockIdx.x * GEMM_BM;
-    const int n0 = blockIdx.y * GEMM_BN;
+    const int m0 = blockIdx.x * cfg::bm;
+    const int n0 = blockIdx.y * cfg::bn;
     const bool vec = vec16 != 0;
 
     typename mma::acc_t acc[fm][fn];
@@ -184,34 +249,34 @@ __global__ __launch_bounds__(GEMM_THREADS) void gemm_tile_kernel(
         }
     }
 
-    /* Pipeline: stage t % GP_PIPE_STAGES holds K tile t. One commit per tile
+    /* Pipeline: stage t % stages holds K tile t. One commit per tile
      * slot (empty past the end) keeps the group count uniform, so
      * wait<STAGES - 2> always means "tile kt has landed". */
     const int kt_count = (K + cfg::bk - 1) / cfg::bk;
     const gemm_loader<DT> loader(x, w, M, N, K, m0, n0);
 #pragma unroll
-    for (int s = 0; s < GP_PIPE_STAGES - 1; s++) {
+    for (int s = 0; s < stages - 1; s++) {
         if (s < kt_count) {
             S *st = smem + s * cfg::stage_elems;
-            loader.load(st, st + GEMM_BM * cfg::lds, s * cfg::bk, vec);
+            loader.load(st, st + cfg::bm * cfg::lds, s * cfg::bk, vec);
         }
         gp_async_commit();
     }
 
     for (int kt = 0; kt < kt_count; kt++) {
-        gp_async_wait<GP_PIPE_STAGES - 2>();
+        gp_async_wait<stages - 2>();
         /* Tile kt is visible to all, and every wave has finished reading tile
          * kt - 1, whose stage the load below overwrites. */
         __syncthreads();
-        const int next = kt + GP_PIPE_STAGES - 1;
+        const int next = kt + stages - 1;
         if (next < kt_count) {
-            S *st = smem + (next % GP_PIPE_STAGES) * cfg::stage_elems;
-            loader.load(st, st + GEMM_BM * cfg::lds, next * cfg::bk, vec);
+            S *st = smem + (next % stages) * cfg::stage_elems;
+            loader.load(st, st + cfg::bm * cfg::lds, next * cfg::bk, vec);
         }
         gp_async_commit();
 
-        const S *As = smem + (kt % GP_PIPE_STAGES) * cfg::stage_elems;
-        const S *Bs = As + GEMM_BM * cfg::lds;
+        const S *As = smem + (kt % stages) * cfg::stage_elems;
+        const S *Bs = As + cfg::bm * cfg::lds;
         if constexpr (mma::core) {
             const S *Aw = As + wave_m * wtm * cfg::lds;
             const S *Bw = Bs + wave_n * wtn * cfg::lds;
@@ -266,7 +331,7 @@ __global__ __launch_bounds__(GEMM_THREADS) void gemm_tile_kernel(
     const bool use_bias = bias != nullptr && !(flags & GP_LIN_SKIP_BIAS);
     const bool rz = (flags & GP_LIN_ROUND_TRUNC) != 0;
 #pragma unroll 1
-    for (int h = 0; h < GEMM_WAVES_M; h++) {
+    for (int h = 0; h < cfg::waves_m; h++) {
         if constexpr (mma::core) {
             if (wave_m == h) {
 #pragma unroll
@@ -291,8 +356,8 @@ __global__ __launch_bounds__(GEMM_THREADS) void gemm_tile_kernel(
             }
         }
         __syncthreads();
-        for (int e = tid; e < half_rows * GEMM_BN; e += GEMM_THREADS) {
-            const int r = e / GEMM_BN, c = e % GEMM_BN;
+        for (int e = tid; e < half_rows * cfg::bn; e += cfg::threads) {
+            const int r = e / cfg::bn, c = e % cfg::bn;
             const int gm = m0 + h * half_rows + r, gn = n0 + c;
             if (gm < M && gn < N) {
                 float v = Cs[r * cfg::ldc + c];
@@ -311,9 +376,9 @@ static int gemm_launch(const void *x, const void *w, const void *bias, void *y, 
                        int flags) {
     typedef typename gp_elem<DT>::type S;
     typedef gemm_cfg<DT> cfg;
-    const dim3 grid((unsigned)((M + GEMM_BM - 1) / GEMM_BM),
-                    (unsigned)((N + GEMM_BN - 1) / GEMM_BN));
-    const dim3 block(GEMM_THREADS);
+    const dim3 grid((unsigned)((M + cfg::bm - 1) / cfg::bm),
+                    (unsigned)((N + cfg::bn - 1) / cfg::bn));
+    const dim3 block(cfg::threads);
     void (*kernel)(const S *, const S *, const S *, S *, int, int, int, int, int) =
         gemm_tile_kernel<DT>;
     if (cfg::smem_bytes > GEMM_SMEM_STATIC) {
@@ -332,24 +397,51 @@ static int gemm_launch(const void *x, const void *w, const void *bias, void *y, 
     return GP_OK;
 }
 
-static int gemm_bk(int dtype) {
-    return dtype == GP_DTYPE_F32 ? gemm_cfg<GP_DTYPE_F32>::bk : gemm_cfg<GP_DTYPE_F16>::bk;
+/* The tile of a dtype's launch (f32 on NVIDIA keeps the default shape). */
+struct gemm_tile_desc {
+    int bm, bn, bk, waves_m, waves_n, stages, min_blocks;
+};
+template <int DT> static gemm_tile_desc gemm_desc() {
+    typedef gemm_cfg<DT> cfg;
+    return gemm_tile_desc{cfg::bm,      cfg::bn,     cfg::bk,        cfg::waves_m,
+                          cfg::waves_n, cfg::stages, cfg::min_blocks};
+}
+static gemm_tile_desc gemm_desc_of(int dtype) {
+    switch (dtype) {
+    case GP_DTYPE_F32:
+        return gemm_desc<GP_DTYPE_F32>();
+    case GP_DTYPE_F16:
+        return gemm_desc<GP_DTYPE_F16>();
+    default:
+        return gemm_desc<GP_DTYPE_BF16>();
+    }
 }
 
-/* The name of what ran: the matrix-core instruction shape, or the FMA tile. */
+/* The name of what ran: the matrix-core instruction shape, or the FMA tile,
+ * then the build's tile: BMxBNxBK, the wave grid, the pipeline depth and,
+ * where not 1, the __launch_bounds__ blocks (e.g.
+ * gemm_mma_sync_f16_16x8x16_128x128x32_w2x4_s3). */
 static void gemm_kernel_name(int dtype, char *name, size_t cap) {
     const char *dt = gp_dtype_name(dtype);
+    const gemm_tile_desc d = gemm_desc_of(dtype);
+    char inst[40];
     if (!gp_hip_matrix_cores(dtype)) {
-        snprintf(name, cap, "gemm_fma_%s_%dx%dx%d", dt, GEMM_BM, GEMM_BN, gemm_bk(dtype));
-        return;
-    }
+        snprintf(inst, sizeof inst, "gemm_fma_%s", dt);
+    } else {
 #if defined(GP_AMD)
-    snprintf(name, cap, "gemm_mfma_%s_16x16x%d", dt, dtype == GP_DTYPE_F32 ? 4 : 16);
+        snprintf(inst, sizeof inst, "gemm_mfma_%s_16x16x%d", dt, dtype == GP_DTYPE_F32 ? 4 : 16);
 #elif defined(GP_MMA_USE_WMMA)
-    snprintf(name, cap, "gemm_wmma_%s_16x16x16", dt);
+        snprintf(inst, sizeof inst, "gemm_wmma_%s_16x16x16", dt);
 #else
-    snprintf(name, cap, "gemm_mma_sync_%s_16x8x16", dt);
+        snprintf(inst, sizeof inst, "gemm_mma_sync_%s_16x8x16", dt);
 #endif /* GP_AMD */
+    }
+    char blocks[8] = "";
+    if (d.min_blocks != 1) {
+        snprintf(blocks, sizeof blocks, "_b%d", d.min_blocks);
+    }
+    snprintf(name, cap, "%s_%dx%dx%d_w%dx%d_s%d%s", inst, d.bm, d.bn, d.bk, d.waves_m, d.waves_n,
+             d.stages, blocks);
 }
 
 int gp_hip_gemm(int dtype, const void *x, const void *w, const void *bias, void *y, int M, int N,
@@ -375,6 +467,7 @@ int gp_hip_gemm(int dtype, const void *x, const void *w, const void *bias, void 
     if (rc != GP_OK) {
         return rc;
     }
-    gp_attest(GP_ROUTE_MFMA, GEMM_BM, GEMM_BN, gemm_bk(dtype), 1, name);
+    const gemm_tile_desc d = gemm_desc_of(dtype);
+    gp_attest(GP_ROUTE_MFMA, d.bm, d.bn, d.bk, 1, name);
     return GP_OK;
 }

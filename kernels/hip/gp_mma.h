@@ -61,11 +61,16 @@
 #define GP_MMA_N 16
 #define GP_MMA_K 16
 
-/* Pipeline depth: cp.async overlaps three stages on NVIDIA; with synchronous
- * copies a third stage buys nothing and would cost LDS occupancy. */
+/* Pipeline depth: cp.async overlaps four stages on NVIDIA (-DGP_PIPE_STAGES=N
+ * overrides it at build time, N >= 2; 4 with 128-byte K rows measured best on
+ * an H200); with synchronous copies a third stage buys nothing and would cost
+ * LDS occupancy, so AMD stays at 2. */
 #if defined(GP_NVIDIA)
-#define GP_PIPE_STAGES 3
+#ifndef GP_PIPE_STAGES
+#define GP_PIPE_STAGES 4
+#endif /* GP_PIPE_STAGES */
 #else
+#undef GP_PIPE_STAGES
 #define GP_PIPE_STAGES 2
 #endif /* GP_NVIDIA */
 
@@ -248,8 +253,8 @@ template <> struct gp_mma<GP_DTYPE_BF16> : gp_wmma_base<__nv_bfloat16> {};
  * elements per register, the lower k in the low half). B's 16 rows of W
  * (n 0-15, k contiguous: the col-major operand) are the b0, b1 pairs of the
  * two n8 halves. Rows must start 16-byte aligned: the GEMM pads its shared
- * rows to 80 bytes, which also keeps the eight row addresses of each 8x8
- * matrix on distinct bank groups. Accumulator: c[4j + i] of n8 half j is
+ * rows by 16 bytes (80 or 144 bytes), which also keeps the eight row
+ * addresses of each 8x8 matrix on distinct bank groups. Accumulator: c[4j + i] of n8 half j is
  * D[l/4 + 8(i/2)][8j + 2(l%4) + i%2]. */
 struct gp_mma_sync_acc {
     float c[8];
