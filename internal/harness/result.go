@@ -187,12 +187,13 @@ type linearPass struct {
 }
 
 // linearPasses computes, for every projection of the plan, each step's
-// local checks from one pass over its weights (reference.LinearAbsRows)
-// instead of one pass per row: a real shape's MLP holds 175 M weights, read
-// as float64, and on AUTO a step needs prefill's row and decode's. The
-// propagation bound stays the stage's own (LinearProp reads only the
-// columns where the two rows differ, usually few: cheaper apart than as a
-// dense row of the pass). The values are bit for bit those of local.
+// local checks and propagation bound from one pass over its weights
+// (reference.LinearAbsRows) instead of one pass per row and check: a real
+// shape's MLP holds 175 M weights, read as float64, and on AUTO a step
+// needs prefill's row, decode's row and their difference. The values are
+// bit for bit those of local and the stage's prop (LinearProp's sum over
+// the k where the rows differ equals the magnitude sum of the difference
+// row: the other terms add +0 to a sum that is ≥ 0).
 func (k *ctx) linearPasses(p *plan, tr *Trace) map[stage.Stage][]linearPass {
 	out := map[stage.Stage][]linearPass{}
 	steps := min(k.c.Steps, len(tr.Prefill))
@@ -213,7 +214,8 @@ func (k *ctx) linearPasses(p *plan, tr *Trace) map[stage.Stage][]linearPass {
 				decAt[t] = -1
 				if !sameInputs(inD, inP) {
 					decAt[t] = len(xs)
-					xs, biased = append(xs, inD.x[0]), append(biased, true)
+					xs = append(xs, inD.x[0], diff(inD.x[0], inP.x[0]))
+					biased = append(biased, true, false)
 				}
 			}
 		}
@@ -228,9 +230,8 @@ func (k *ctx) linearPasses(p *plan, tr *Trace) map[stage.Stage][]linearPass {
 			case j >= 0:
 				strict, extra := def.linear.bounds(k, ys[j], as[j], b, kdim)
 				d := newLocal(ys[j], strict, extra)
-				inP, inD := k.inputsOf(p, def, &tr.Prefill[t]), k.inputsOf(p, def, &tr.Chained[t])
-				passes[t].dec, passes[t].prop = &d, def.prop(k, inD, inP, d.ref, passes[t].pre.ref, tr.Prefill[t].R, tr.Prefill[t].Pos)
-				i++
+				passes[t].dec, passes[t].prop = &d, as[j+1]
+				i += 2
 			case j == -1:
 				passes[t].prop = make([]float64, n)
 			}

@@ -61,7 +61,7 @@ func LinearAbs(x, w, bias []float64, n int) (y, a []float64) {
 // LinearAbsRows is LinearAbs for several rows xs[v] at once, from one pass
 // over W: each row of W is read once for all of them (while it is in
 // cache) instead of once per row. biased[v] says whether row v's sums
-// include the bias (a row of differences would not). Each
+// include the bias (a propagation bound's difference row does not). Each
 // row's sums run over k in increasing order, as LinearAbs's do, so
 // ys[v], as[v] are bit for bit LinearAbs(xs[v], w, bias or nil, n).
 func LinearAbsRows(xs [][]float64, biased []bool, w, bias []float64, n int) (ys, as [][]float64) {
