@@ -4,7 +4,6 @@ import (
 	"math"
 
 	"github.com/gretacore/parity/internal/gpapi"
-	"github.com/gretacore/parity/internal/reference"
 	"github.com/gretacore/parity/internal/stage"
 	"github.com/gretacore/parity/internal/tolerance"
 )
@@ -166,79 +165,11 @@ func (k *ctx) local(def *stageDef, in stageIn, r, pos int) local {
 		ref = def.ref(k, in, r, pos)
 		strict, extra = def.tol(k, in, ref, r, pos)
 	}
-	return newLocal(ref, strict, extra)
-}
-
-func newLocal(ref, strict, extra []float64) local {
 	engine := make([]float64, len(strict))
 	for i := range strict {
 		engine[i] = strict[i] + extra[i]
 	}
 	return local{ref, strict, engine}
-}
-
-// linearPass is what Evaluate's one pass over a projection's weights gives
-// for one step: prefill's local check, chained decode's (nil where decode
-// read exactly prefill's values: it is prefill's) and the propagation bound.
-type linearPass struct {
-	pre  local
-	dec  *local
-	prop []float64
-}
-
-// linearPasses computes, for every projection of the plan, each step's
-// local checks and propagation bound from one pass over its weights
-// (reference.LinearAbsRows) instead of one pass per row and check: a real
-// shape's MLP holds 175 M weights, read as float64, and on AUTO a step
-// needs prefill's row, decode's row and their difference. The values are
-// bit for bit those of local and the stage's prop (LinearProp's sum over
-// the k where the rows differ equals the magnitude sum of the difference
-// row: the other terms add +0 to a sum that is ≥ 0).
-func (k *ctx) linearPasses(p *plan, tr *Trace) map[stage.Stage][]linearPass {
-	out := map[stage.Stage][]linearPass{}
-	steps := min(k.c.Steps, len(tr.Prefill))
-	for _, def := range p.defs {
-		if def.linear == nil || steps == 0 {
-			continue
-		}
-		w, b, n := def.linear.weights(k)
-		var xs [][]float64
-		var biased []bool
-		decAt := make([]int, steps) // index of step t's decode row in xs, -1: same as prefill's, -2: none
-		for t := 0; t < steps; t++ {
-			inP := k.inputsOf(p, def, &tr.Prefill[t])
-			xs, biased = append(xs, inP.x[0]), append(biased, true)
-			decAt[t] = -2
-			if t < len(tr.Chained) {
-				inD := k.inputsOf(p, def, &tr.Chained[t])
-				decAt[t] = -1
-				if !sameInputs(inD, inP) {
-					decAt[t] = len(xs)
-					xs = append(xs, inD.x[0], diff(inD.x[0], inP.x[0]))
-					biased = append(biased, true, false)
-				}
-			}
-		}
-		ys, as := reference.LinearAbsRows(xs, biased, w, b, n)
-		kdim := len(xs[0])
-		passes := make([]linearPass, steps)
-		for t, i := 0, 0; t < steps; t++ {
-			strict, extra := def.linear.bounds(k, ys[i], as[i], b, kdim)
-			passes[t].pre = newLocal(ys[i], strict, extra)
-			i++
-			switch j := decAt[t]; {
-			case j >= 0:
-				strict, extra := def.linear.bounds(k, ys[j], as[j], b, kdim)
-				d := newLocal(ys[j], strict, extra)
-				passes[t].dec, passes[t].prop = &d, as[j+1]
-				i += 2
-			case j == -1:
-				passes[t].prop = make([]float64, n)
-			}
-		}
-		out[def.st] = passes
-	}
-	return out
 }
 
 // bound is the local bound the case's contract uses.
@@ -259,7 +190,6 @@ func Evaluate(c Case, in *Inputs, tr *Trace) *Result {
 	k := &ctx{c: c, dm: dm, in: in}
 	p := tr.plan()
 	res := &Result{Case: c, Chain: chainReference(k, p), Trace: tr, Ran: tr.Ran}
-	linear := k.linearPasses(p, tr)
 	if len(tr.Prefill) > 0 {
 		res.Prefill = tr.Prefill[0].Launch
 	}
@@ -282,11 +212,7 @@ func Evaluate(c Case, in *Inputs, tr *Trace) *Result {
 		var inP [stage.Count]stageIn
 		for _, def := range p.defs {
 			inP[def.st] = k.inputsOf(p, def, pre)
-			if lin := linear[def.st]; lin != nil {
-				lp[def.st] = lin[t].pre
-			} else {
-				lp[def.st] = k.local(def, inP[def.st], r, pos)
-			}
+			lp[def.st] = k.local(def, inP[def.st], r, pos)
 		}
 		for _, mode := range []Path{Chained, Isolated} {
 			rows := tr.Chained
@@ -302,13 +228,7 @@ func Evaluate(c Case, in *Inputs, tr *Trace) *Result {
 				sr := StageResult{Stage: st, Mode: mode, Step: t}
 				ld := lp[st]
 				var prop []float64
-				switch lin := linear[st]; {
-				case mode == Chained && lin != nil:
-					if lin[t].dec != nil {
-						ld = *lin[t].dec
-					}
-					prop = lin[t].prop
-				case mode == Chained:
+				if mode == Chained {
 					inD := k.inputsOf(p, def, dec)
 					if !sameInputs(inD, inP[st]) {
 						ld = k.local(def, inD, r, pos)

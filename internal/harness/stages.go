@@ -113,17 +113,6 @@ type stageDef struct {
 	// refTol, if set, computes ref and tol in one go (the same values):
 	// the projections' reference and bound share one pass over W.
 	refTol func(k *ctx, in stageIn, r, pos int) (ref, strict, engine []float64)
-	// linear, if set (the projections), lets Evaluate compute every step's
-	// local checks and propagation bound in one pass over W (linearPasses).
-	linear *linearDef
-}
-
-// linearDef is what Evaluate's one pass needs of a projection: its weights
-// and output width, and its bounds from the pass's magnitudes (the same
-// functions refTol uses, so both give the same values).
-type linearDef struct {
-	weights func(k *ctx) (w, b []float64, n int)
-	bounds  func(k *ctx, ref, abs, b []float64, kdim int) (strict, engine []float64)
 }
 
 // projection builds the table entry of a gp_linear stage: y = x·Wᵀ (+ b)
@@ -152,20 +141,10 @@ func projection(st, reads stage.Stage, sel func(W *Weights) (w, b []float64), wb
 		w, b := sel(k.in.W)
 		return tolerance.Linear(in.x[0], w, b, ref, k.c.Dtype), tolerance.EngineLinear(ref, b, k.c.Dtype)
 	}
-	d.linear = &linearDef{
-		weights: func(k *ctx) ([]float64, []float64, int) {
-			w, b := sel(k.in.W)
-			return w, b, n(k.dm)
-		},
-		bounds: func(k *ctx, ref, abs, b []float64, kdim int) ([]float64, []float64) {
-			return tolerance.LinearFromAbs(abs, ref, kdim, k.c.Dtype), tolerance.EngineLinear(ref, b, k.c.Dtype)
-		},
-	}
 	d.refTol = func(k *ctx, in stageIn, _, _ int) ([]float64, []float64, []float64) {
 		w, b := sel(k.in.W)
 		ref, abs := reference.LinearAbs(in.x[0], w, b, n(k.dm))
-		strict, engine := d.linear.bounds(k, ref, abs, b, len(in.x[0]))
-		return ref, strict, engine
+		return ref, tolerance.LinearFromAbs(abs, ref, len(in.x[0]), k.c.Dtype), tolerance.EngineLinear(ref, b, k.c.Dtype)
 	}
 	d.prop = func(k *ctx, inD, inP stageIn, _, _ []float64, _, _ int) []float64 {
 		w, _ := sel(k.in.W)

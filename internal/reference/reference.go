@@ -58,46 +58,6 @@ func LinearAbs(x, w, bias []float64, n int) (y, a []float64) {
 	return y, a
 }
 
-// LinearAbsRows is LinearAbs for several rows xs[v] at once, from one pass
-// over W: each row of W is read once for all of them (while it is in
-// cache) instead of once per row. biased[v] says whether row v's sums
-// include the bias (a propagation bound's difference row does not). Each
-// row's sums run over k in increasing order, as LinearAbs's do, so
-// ys[v], as[v] are bit for bit LinearAbs(xs[v], w, bias or nil, n).
-func LinearAbsRows(xs [][]float64, biased []bool, w, bias []float64, n int) (ys, as [][]float64) {
-	ys, as = make([][]float64, len(xs)), make([][]float64, len(xs))
-	if len(xs) == 0 {
-		return ys, as
-	}
-	k := len(xs[0])
-	for v := range xs {
-		ys[v], as[v] = make([]float64, n), make([]float64, n)
-	}
-	parallel.For(n, k*len(xs), func(lo, hi int) {
-		for j := lo; j < hi; j++ {
-			row := w[j*k : (j+1)*k]
-			for v, x := range xs {
-				if len(x) != k { // not a row of this W: no value, never a pass
-					ys[v][j], as[v][j] = math.NaN(), math.NaN()
-					continue
-				}
-				var s, m float64
-				for i, xv := range x {
-					p := xv * row[i]
-					s += p
-					m += math.Abs(p)
-				}
-				if bias != nil && biased[v] {
-					s += bias[j]
-					m += math.Abs(bias[j])
-				}
-				ys[v][j], as[v][j] = s, m
-			}
-		}
-	})
-	return ys, as
-}
-
 // Linear returns y[n] = Σ_k x[k]·W[n,k] + bias[n] for one row x of length
 // K; W is [N, K] row-major; bias may be nil.
 func Linear(x, w, bias []float64, n int) []float64 {

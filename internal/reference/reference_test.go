@@ -2,7 +2,6 @@ package reference
 
 import (
 	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -50,42 +49,4 @@ func TestLinearRowsMatchesLinear(t *testing.T) {
 		want = append(want, Linear(x[r*3:(r+1)*3], w, b, 2)...)
 	}
 	assert.Empty(t, cmp.Diff(want, LinearRows(x, 2, 3, w, b, 2)), "LinearRows (-Linear per row +LinearRows)")
-}
-
-// TestLinearAbsRowsMatchesLinearAbs: the one-pass reference over several
-// rows gives each row bit for bit what LinearAbs gives it alone, with the
-// bias where the row asks for it; a row of the wrong length gets NaN, not
-// a sum over part of W.
-func TestLinearAbsRowsMatchesLinearAbs(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
-	const k, n = 257, 300
-	w, b := make([]float64, n*k), make([]float64, n)
-	xs := make([][]float64, 4)
-	for i := range xs {
-		xs[i] = make([]float64, k)
-	}
-	for _, v := range append([][]float64{w, b}, xs...) {
-		for i := range v {
-			v[i] = r.NormFloat64() * math.Exp2(float64(r.IntN(20)-10))
-		}
-	}
-	xs[2][5] = 0
-	biased := []bool{true, false, true, false}
-	ys, as := LinearAbsRows(xs, biased, w, b, n)
-	for v, x := range xs {
-		var bias []float64
-		if biased[v] {
-			bias = b
-		}
-		y, a := LinearAbs(x, w, bias, n)
-		for j := 0; j < n; j++ {
-			if math.Float64bits(ys[v][j]) != math.Float64bits(y[j]) || math.Float64bits(as[v][j]) != math.Float64bits(a[j]) {
-				t.Fatalf("row %d (biased %v), output %d: LinearAbsRows (%v, %v), LinearAbs (%v, %v)", v, biased[v], j, ys[v][j], as[v][j], y[j], a[j])
-			}
-		}
-	}
-	ys, _ = LinearAbsRows([][]float64{xs[0], xs[1][:k-1]}, []bool{false, false}, w, nil, n)
-	if !math.IsNaN(ys[1][0]) || math.IsNaN(ys[0][0]) {
-		t.Errorf("a short row gave %v (want NaN), the full one %v", ys[1][0], ys[0][0])
-	}
 }
