@@ -11,8 +11,7 @@
  *    W (b[n * ldb + k], so B(k, n) = W[n][k]). The slice is split into
  *    load_a / load_b (fragments in registers, so that a wave reuses one A
  *    fragment across its B fragments and vice versa) and mac (the
- *    multiply-accumulate); step() does
- *    all three. store() writes the accumulator row-major to shared memory
+ *    multiply-accumulate). store() writes the accumulator row-major to shared memory
  *    (c[r * ldc + n]).
  *
  *      AMD gfx90a / gfx94x  MFMA: v_mfma_f32_16x16x16f16, _16x16x16bf16_1k,
@@ -124,7 +123,6 @@ template <int DT> struct gp_mma {
     __device__ static void load_a(a_frag_t &, const S *, int) {}
     __device__ static void load_b(b_frag_t &, const S *, int) {}
     __device__ static void mac(acc_t &, const a_frag_t &, const b_frag_t &) {}
-    __device__ static void step(acc_t &, const S *, int, const S *, int) {}
     __device__ static void store(const acc_t &, float *, int) {}
 };
 
@@ -136,20 +134,12 @@ typedef float gp_float4_t __attribute__((ext_vector_type(4)));
 /* Lane l of the wavefront holds A[l % 16][4 * (l / 16) + i] and
  * B[4 * (l / 16) + i][l % 16], i < 4, and accumulates D[4 * (l / 16) + i][l % 16]
  * (16x16x4 f32: A[l % 16][l / 16] and B[l / 16][l % 16], same D). */
-template <typename Derived, typename Frag> struct gp_mfma_base {
+template <typename Frag> struct gp_mfma_base {
     typedef gp_float4_t acc_t;
     typedef Frag a_frag_t;
     typedef Frag b_frag_t;
     static constexpr bool core = true;
     __device__ static void zero(acc_t &acc) { acc = gp_float4_t{0.0f, 0.0f, 0.0f, 0.0f}; }
-    template <typename S>
-    __device__ static void step(acc_t &acc, const S *a, int lda, const S *b, int ldb) {
-        a_frag_t af;
-        b_frag_t bf;
-        Derived::load_a(af, a, lda);
-        Derived::load_b(bf, b, ldb);
-        Derived::mac(acc, af, bf);
-    }
     __device__ static void store(const acc_t &acc, float *c, int ldc) {
         const int lane = threadIdx.x % GP_WAVE;
 #pragma unroll
@@ -159,7 +149,7 @@ template <typename Derived, typename Frag> struct gp_mfma_base {
     }
 };
 
-template <> struct gp_mma<GP_DTYPE_F16> : gp_mfma_base<gp_mma<GP_DTYPE_F16>, gp_half4_t> {
+template <> struct gp_mma<GP_DTYPE_F16> : gp_mfma_base<gp_half4_t> {
     __device__ static void load_a(a_frag_t &f, const uint16_t *a, int lda) {
         const int lane = threadIdx.x % GP_WAVE;
         const int r = lane % 16, k = 4 * (lane / 16);
@@ -175,7 +165,7 @@ template <> struct gp_mma<GP_DTYPE_F16> : gp_mfma_base<gp_mma<GP_DTYPE_F16>, gp_
     }
 };
 
-template <> struct gp_mma<GP_DTYPE_BF16> : gp_mfma_base<gp_mma<GP_DTYPE_BF16>, gp_short4_t> {
+template <> struct gp_mma<GP_DTYPE_BF16> : gp_mfma_base<gp_short4_t> {
     __device__ static void load_a(a_frag_t &f, const uint16_t *a, int lda) {
         const int lane = threadIdx.x % GP_WAVE;
         const int r = lane % 16, k = 4 * (lane / 16);
@@ -192,7 +182,7 @@ template <> struct gp_mma<GP_DTYPE_BF16> : gp_mfma_base<gp_mma<GP_DTYPE_BF16>, g
 
 /* f32: the 16-deep slice is four 16x16x4 instructions, K 0-3, 4-7, 8-11,
  * 12-15 in that order; fragment element s feeds instruction s. */
-template <> struct gp_mma<GP_DTYPE_F32> : gp_mfma_base<gp_mma<GP_DTYPE_F32>, gp_float4_t> {
+template <> struct gp_mma<GP_DTYPE_F32> : gp_mfma_base<gp_float4_t> {
     __device__ static void load_a(a_frag_t &f, const float *a, int lda) {
         const int lane = threadIdx.x % GP_WAVE;
         const int r = lane % 16, k = lane / 16;
@@ -231,14 +221,6 @@ template <typename T> struct gp_wmma_base {
     }
     __device__ static void mac(acc_t &acc, const a_frag_t &af, const b_frag_t &bf) {
         nvcuda::wmma::mma_sync(acc, af, bf, acc);
-    }
-    __device__ static void step(acc_t &acc, const uint16_t *a, int lda, const uint16_t *b,
-                                int ldb) {
-        a_frag_t af;
-        b_frag_t bf;
-        load_a(af, a, lda);
-        load_b(bf, b, ldb);
-        mac(acc, af, bf);
     }
     __device__ static void store(const acc_t &acc, float *c, int ldc) {
         nvcuda::wmma::store_matrix_sync(c, acc, ldc, nvcuda::wmma::mem_row_major);
@@ -314,14 +296,6 @@ template <bool BF16> struct gp_mma_sync_base {
                                "r"(bf.r[2 * j]), "r"(bf.r[2 * j + 1]));
             }
         }
-    }
-    __device__ static void step(acc_t &acc, const uint16_t *a, int lda, const uint16_t *b,
-                                int ldb) {
-        a_frag_t af;
-        b_frag_t bf;
-        load_a(af, a, lda);
-        load_b(bf, b, ldb);
-        mac(acc, af, bf);
     }
     __device__ static void store(const acc_t &acc, float *c, int ldc) {
         const int lane = threadIdx.x % GP_WAVE;
