@@ -22,7 +22,7 @@ help:
 	@echo "make parity         install the toolchain packages, then make test"
 	@echo "make vet            CGO_ENABLED=0 go vet ./..."
 	@echo "make kernels-cpu    $(CPU_LIB) (gcc)"
-	@echo "make kernels-cuda   $(CUDA_LIB) (nvcc, CUDA_ARCH=sm_90)"
+	@echo "make kernels-cuda   $(CUDA_LIB) (nvcc, CUDA_ARCH=sm_90a: wgmma GEMM; sm_90 or sm_80: mma.sync)"
 	@echo "make kernels-rocm   $(ROCM_LIB) (hipcc, OFFLOAD_ARCH=gfx942)"
 	@echo "make check-rocm     compile-check the AMD device code (gfx942, gfx90a)"
 	@echo "make kernels-rocm-clang  $(BUILD)/libgreta_parity_rocm_{gfx90a,gfx940}.so (clang-19, Debian's HIP runtime)"

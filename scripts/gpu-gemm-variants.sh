@@ -14,18 +14,30 @@ SUM="$OUT/summary.txt"
 : >"$SUM"
 ROOT=$(pwd)
 
-# NAME and -D flags: the default first (the anchor of the comparison, and the
-# only one with the full parity run), then the best candidates; at most
-# MAX_VARIANTS (5) run, the rest are listed as skipped.
+# NAME, make variables and -D flags: the default first (the anchor of the
+# comparison; the first variant that runs gets the full parity run), then the
+# candidates; at most MAX_VARIANTS (5) run, the rest are listed as skipped.
+# Arguments, when given, name the variants to run (in the table's order).
+# CUDA_ARCH=sm_90a builds the warpgroup (wgmma) tile; the others mma.sync.
 VARIANTS=(
-    "default|"
-    "bk32s3|-DGEMM_ROW_BYTES=64 -DGP_PIPE_STAGES=3"
-    "n256bk64|-DGEMM_BN=256 -DGP_PIPE_STAGES=3"
-    "bk64s3|-DGP_PIPE_STAGES=3"
-    "n256bk32|-DGEMM_BN=256 -DGEMM_ROW_BYTES=64 -DGP_PIPE_STAGES=3"
-    "m256s3|-DGEMM_BM=256 -DGEMM_WAVES_M=4 -DGP_PIPE_STAGES=3"
-    "mb2|-DGEMM_MIN_BLOCKS=2 -DGEMM_ROW_BYTES=64 -DGP_PIPE_STAGES=3"
+    "default||"
+    "wg|CUDA_ARCH=sm_90a|"
+    "wg128s4|CUDA_ARCH=sm_90a|-DGEMM_WG_STAGES_128=4"
+    "wg256s3|CUDA_ARCH=sm_90a|-DGEMM_WG_STAGES_256=3"
+    "wgall256|CUDA_ARCH=sm_90a|-DGEMM_WG_WIDE_N=1"
+    "wgall128|CUDA_ARCH=sm_90a|-DGEMM_WG_WIDE_N=1000000"
+    "bk32s3||-DGEMM_ROW_BYTES=64 -DGP_PIPE_STAGES=3"
+    "n256bk64||-DGEMM_BN=256 -DGP_PIPE_STAGES=3"
+    "m256s3||-DGEMM_BM=256 -DGEMM_WAVES_M=4 -DGP_PIPE_STAGES=3"
 )
+if [ $# -gt 0 ]; then
+    want=" $* "
+    sel=()
+    for v in "${VARIANTS[@]}"; do
+        [[ "$want" == *" ${v%%|*} "* ]] && sel+=("$v")
+    done
+    VARIANTS=("${sel[@]}")
+fi
 FULL_RUN='^(TestParity|TestChunkedPrefill|TestBatchedDecode)$'
 SHORT_RUN='^TestParity$/^(tiny-k90|tiny-gqa3)$'
 MAX_VARIANTS=${MAX_VARIANTS:-5}
@@ -36,30 +48,29 @@ echo "gemm variants on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/de
 room_for_log() { [ "$(ls "$OUT" | wc -l)" -lt 6 ]; }
 count=0
 for v in "${VARIANTS[@]}"; do
-    name=${v%%|*}
-    flags=${v#*|}
+    IFS='|' read -r name makevars flags <<<"$v"
     count=$((count + 1))
     if [ "$SECONDS" -gt 480 ] || [ "$count" -gt "$MAX_VARIANTS" ]; then
         echo "== $name: skipped (t=${SECONDS}s, variant $count of max $MAX_VARIANTS): $flags" >>"$SUM"
         continue
     fi
-    echo "== $name: ${flags:-(defaults)}  (t=${SECONDS}s)" >>"$SUM"
+    echo "== $name: ${makevars:-} ${flags:-(defaults)}  (t=${SECONDS}s)" >>"$SUM"
     b="build-v/$name"
     lib="$ROOT/$b/libgreta_parity_cuda.so"
-    if ! make -j16 BUILD="$b" kernels-cuda NVCC_FLAGS="-O2 -Xptxas -v $flags" >"$LOG/$name.build.log" 2>&1; then
+    if ! make -j16 BUILD="$b" kernels-cuda $makevars NVCC_FLAGS="-O2 -Xptxas -v $flags" >"$LOG/$name.build.log" 2>&1; then
         echo "  BUILD FAILED:" >>"$SUM"
         grep -E "error|static assertion" "$LOG/$name.build.log" | head -5 | sed 's/^/    /' >>"$SUM"
         room_for_log && tail -c 20000 "$LOG/$name.build.log" >"$OUT/$name.build.log"
         continue
     fi
     # ptxas: registers and spills of each gemm_tile_kernel<DT> (0 f32, 1 f16, 2 bf16).
-    awk '/Compiling entry function .*gemm_tile_kernelILi/ {match($0, /ILi[0-9]/); dt=substr($0, RSTART+3, 1); on=1; next}
+    awk '/Compiling entry function .*gemm_(tile|wgmma)_kernelILi/ {match($0, /ILi[0-9]/); dt=substr($0, RSTART+3, 1); on=1; next}
          on && /spill stores/ {sp=$0; sub(/^[ \t]*/, "", sp)}
          on && /Used [0-9]+ registers/ {r=$0; sub(/.*Used /, "", r); sub(/ registers.*/, "", r);
              n=(dt=="0"?"f32":(dt=="1"?"f16":"bf16")); printf "  ptxas %-4s %s regs; %s\n", n, r, sp; on=0}' \
         "$LOG/$name.build.log" >>"$SUM"
     run=$SHORT_RUN
-    [ "$name" = default ] && run=$FULL_RUN
+    [ "$count" = 1 ] && run=$FULL_RUN # the first variant run: the full check
     (cd parity && timeout 150 ../build/parity.test -parity.require-device -parity.require=all \
         -parity.lib "$lib" -parity.models tiny-k90,tiny-gqa3,tiny-qwen,long-ctx \
         -test.run "$run") >"$LOG/$name.parity.log" 2>&1

@@ -29,6 +29,15 @@
  * Where the device pass has no matrix-core tile for the dtype (NVIDIA f32,
  * AMD without MFMA) the same tiling runs plain f32 FMAs, k in increasing
  * order, and is attested as gemm_fma_*.
+ *
+ * Hopper (CUDA_ARCH=sm_90a, GP_WGMMA): f16 and bf16 run gemm_wgmma_kernel
+ * instead, two warpgroups issuing wgmma.mma_async m64nNk16 from 128-byte
+ * swizzled shared tiles (gp_mma.h) fed by the same loader and cp.async
+ * pipeline, 64 deep per stage. Its tile's N (128 or 256) follows the
+ * weight's width N, never M; within one projection every call runs the
+ * same kernel, and each output element still advances one f32 accumulator
+ * through 16-deep slices in increasing K, so the argument above holds
+ * unchanged (measured: 47-63 % of cuBLAS at M >= 512, docs/PERFORMANCE.md).
  */
 #include <stdio.h>
 
@@ -110,6 +119,8 @@ template <int DT> struct gemm_cfg : gemm_shape<DT> {
     static constexpr int c_bytes = wtm * ldc * (int)sizeof(float);
     static constexpr int pipe_bytes = sh::stages * stage_elems * (int)sizeof(S);
     static constexpr int smem_bytes = pipe_bytes > c_bytes ? pipe_bytes : c_bytes;
+    /* Shared offset of (row r, k c) in a stage's A or B tile: padded rows. */
+    __host__ __device__ static constexpr int off(int r, int c) { return r * lds + c; }
     static_assert(sh::row_bytes == 64 || sh::row_bytes == 128,
                   "GEMM_ROW_BYTES: 64 or 128 bytes of K per stage (80 / 144-byte padded rows)");
     static_assert(sh::stages >= 2, "GP_PIPE_STAGES: at least 2 (one loading, one read)");
@@ -129,9 +140,9 @@ template <int DT> struct gemm_cfg : gemm_shape<DT> {
  * thread owning the same chunks in every stage, so their row addresses are
  * computed once rather than per stage; else element by element. Same shared
  * contents either way. */
-template <int DT> struct gemm_loader {
+template <int DT, typename Cfg = gemm_cfg<DT>> struct gemm_loader {
     typedef typename gp_elem<DT>::type S;
-    typedef gemm_cfg<DT> cfg;
+    typedef Cfg cfg;
     static constexpr int per_a = cfg::bm * cfg::chunks / cfg::threads; /* chunks per thread */
     static constexpr int per_b = cfg::bn * cfg::chunks / cfg::threads;
     static constexpr int rows_step = cfg::threads / cfg::chunks; /* rows between its chunks */
@@ -173,26 +184,24 @@ template <int DT> struct gemm_loader {
 #pragma unroll
             for (int i = 0; i < per_a; i++) {
                 const bool ok = va[i] && kin;
-                gp_async_copy16(As + (row0 + i * rows_step) * cfg::lds + kk, ok ? xa[i] + k0 : x,
-                                ok);
+                gp_async_copy16(As + cfg::off(row0 + i * rows_step, kk), ok ? xa[i] + k0 : x, ok);
             }
 #pragma unroll
             for (int i = 0; i < per_b; i++) {
                 const bool ok = vb[i] && kin;
-                gp_async_copy16(Bs + (row0 + i * rows_step) * cfg::lds + kk, ok ? wb[i] + k0 : w,
-                                ok);
+                gp_async_copy16(Bs + cfg::off(row0 + i * rows_step, kk), ok ? wb[i] + k0 : w, ok);
             }
             return;
         }
         for (int e = threadIdx.x; e < cfg::bm * cfg::bk; e += cfg::threads) {
             const int r = e / cfg::bk, c = e % cfg::bk;
             const int gm = m0 + r, gk = k0 + c;
-            As[r * cfg::lds + c] = (gm < M && gk < K) ? x[(size_t)gm * K + gk] : S(0);
+            As[cfg::off(r, c)] = (gm < M && gk < K) ? x[(size_t)gm * K + gk] : S(0);
         }
         for (int e = threadIdx.x; e < cfg::bn * cfg::bk; e += cfg::threads) {
             const int r = e / cfg::bk, c = e % cfg::bk;
             const int gn = n0 + r, gk = k0 + c;
-            Bs[r * cfg::lds + c] = (gn < N && gk < K) ? w[(size_t)gn * K + gk] : S(0);
+            Bs[cfg::off(r, c)] = (gn < N && gk < K) ? w[(size_t)gn * K + gk] : S(0);
         }
     }
 };
@@ -371,49 +380,219 @@ __global__ __launch_bounds__(gemm_cfg<DT>::threads, gemm_cfg<DT>::min_blocks) vo
     }
 }
 
-template <int DT>
-static int gemm_launch(const void *x, const void *w, const void *bias, void *y, int M, int N, int K,
-                       int flags) {
+/* ---- the warpgroup tile (NVIDIA sm_90a, GP_WGMMA; f16 and bf16) -------- */
+
+/* Two warpgroups of 128 threads split the 128 rows of the block tile; each
+ * issues m64nNk16 over its 64 rows and the tile's N columns (N = 128 or
+ * 256), four per 64-deep stage. The tile's N is chosen by the weight's
+ * width alone - 256 where N >= GEMM_WG_WIDE_N, which keeps the 132 SMs
+ * of an H100/H200 busy with fewer, wider tiles on the MLP's wide
+ * projections, else 128 - never by M, so decode and prefill of one
+ * projection always run the same kernel. GEMM_WG_STAGES_128 and
+ * GEMM_WG_STAGES_256: the copy pipeline's depth of each (as deep as 227 KiB
+ * allows; measured on an H200, docs/PERFORMANCE.md). */
+#ifndef GEMM_WG_WIDE_N
+#define GEMM_WG_WIDE_N 8192
+#endif /* GEMM_WG_WIDE_N */
+#ifndef GEMM_WG_STAGES_128
+#define GEMM_WG_STAGES_128 5
+#endif /* GEMM_WG_STAGES_128 */
+#ifndef GEMM_WG_STAGES_256
+#define GEMM_WG_STAGES_256 4
+#endif /* GEMM_WG_STAGES_256 */
+
+template <int DT, int BN> struct gemm_wg_cfg {
     typedef typename gp_elem<DT>::type S;
-    typedef gemm_cfg<DT> cfg;
-    const dim3 grid((unsigned)((M + cfg::bm - 1) / cfg::bm),
-                    (unsigned)((N + cfg::bn - 1) / cfg::bn));
-    const dim3 block(cfg::threads);
-    void (*kernel)(const S *, const S *, const S *, S *, int, int, int, int, int) =
-        gemm_tile_kernel<DT>;
-    if (cfg::smem_bytes > GEMM_SMEM_STATIC) {
+    static constexpr int bm = 128, bn = BN, threads = 256;
+    static constexpr int stages = BN == 256 ? GEMM_WG_STAGES_256 : GEMM_WG_STAGES_128;
+    static constexpr int row_bytes = 128;
+    static constexpr int vec = 16 / (int)sizeof(S);       /* elements per 16-byte chunk */
+    static constexpr int bk = row_bytes / (int)sizeof(S); /* 64 */
+    static constexpr int chunks = row_bytes / 16;         /* 16-byte chunks per row */
+    static constexpr int stage_elems = (bm + bn) * bk;    /* no padding: swizzled rows */
+    static constexpr int ldc = bn + GEMM_LDC_PAD;
+    static constexpr int c_bytes = 64 * ldc * (int)sizeof(float); /* one warpgroup's rows */
+    static constexpr int pipe_bytes = stages * stage_elems * (int)sizeof(S);
+    /* + 1024: the kernel rounds the buffer's start up to the swizzle's alignment */
+    static constexpr int smem_bytes = (pipe_bytes > c_bytes ? pipe_bytes : c_bytes) + 1024;
+    __host__ __device__ static constexpr int off(int r, int c) { return gp_wg_off(r, c); }
+    static_assert(sizeof(S) == 2, "the warpgroup tile takes f16 and bf16");
+    static_assert(bn == 128 || bn == 256, "the warpgroup tile's N: 128 or 256 (one m64nNk16)");
+    static_assert(stages >= 3,
+                  "GEMM_WG_STAGES_128 / _256: at least 3 (two tiles ahead of the one read)");
+    static_assert(smem_bytes <= GEMM_SMEM_MAX,
+                  "shared memory: GEMM_WG_STAGES_<N> * (128 + N) rows of 128 bytes exceed "
+                  "227 KiB");
+};
+
+/* The pipeline keeps P = stages - 2 tiles loading ahead of the one the
+ * warpgroups multiply, and one batch of warpgroup instructions in flight:
+ * iteration kt waits for tile kt, fences the copies for the async proxy,
+ * syncs, starts loading tile kt + P into the stage of tile kt - 2 (whose
+ * instructions every warpgroup has waited for, wait<1> at the end of
+ * iteration kt - 1, before the barrier), then issues tile kt's four
+ * 16-deep slices in increasing K as one batch. */
+template <int DT, int BN>
+__global__ __launch_bounds__(256, 1) void gemm_wgmma_kernel(
+    const typename gp_elem<DT>::type *__restrict__ x,
+    const typename gp_elem<DT>::type *__restrict__ w,
+    const typename gp_elem<DT>::type *__restrict__ bias, typename gp_elem<DT>::type *__restrict__ y,
+    int M, int N, int K, int flags, int vec16) {
+    typedef typename gp_elem<DT>::type S;
+    typedef gemm_wg_cfg<DT, BN> cfg;
+    typedef gp_wgmma<DT, BN> wg;
+    constexpr int stages = cfg::stages, P = stages - 2;
+    unsigned char *const base =
+        reinterpret_cast<unsigned char *>(((uintptr_t)gemm_smem + 1023) & ~(uintptr_t)1023);
+    S *const smem = reinterpret_cast<S *>(base);
+    const int tid = threadIdx.x;
+    const int g = tid / 128; /* warpgroup: rows 64g .. 64g + 63 of the tile */
+    const int m0 = blockIdx.x * cfg::bm;
+    const int n0 = blockIdx.y * cfg::bn;
+    const bool vec = vec16 != 0;
+
+    typename wg::acc_t acc;
+    wg::zero(acc);
+    const int kt_count = (K + cfg::bk - 1) / cfg::bk;
+    const gemm_loader<DT, cfg> loader(x, w, M, N, K, m0, n0);
+#pragma unroll
+    for (int s = 0; s < P; s++) {
+        if (s < kt_count) {
+            S *st = smem + s * cfg::stage_elems;
+            loader.load(st, st + cfg::bm * cfg::bk, s * cfg::bk, vec);
+        }
+        gp_async_commit();
+    }
+    for (int kt = 0; kt < kt_count; kt++) {
+        gp_async_wait<P - 1>(); /* tile kt has landed (one commit per tile slot) */
+        gp_wg_fence_smem();
+        __syncthreads();
+        const int next = kt + P;
+        if (next < kt_count) {
+            S *st = smem + (next % stages) * cfg::stage_elems;
+            loader.load(st, st + cfg::bm * cfg::bk, next * cfg::bk, vec);
+        }
+        gp_async_commit();
+        const S *As = smem + (kt % stages) * cfg::stage_elems + 64 * g * cfg::bk;
+        const S *Bs = smem + (kt % stages) * cfg::stage_elems + cfg::bm * cfg::bk;
+        wg::hold(acc);
+        wg::fence();
+#pragma unroll
+        for (int ks = 0; ks < cfg::bk; ks += 16) { /* slices in increasing K */
+            wg::mac(acc, As + ks, Bs + ks);
+        }
+        wg::commit();
+        wg::template wait<1>();
+        wg::hold(acc);
+    }
+    wg::template wait<0>();
+    wg::hold(acc);
+    gp_async_wait<0>();
+    __syncthreads();
+
+    /* Epilogue as gemm_tile_kernel's: one warpgroup's 64 rows at a time
+     * through shared memory, v = acc + bias in f32, one rounding. */
+    float *const Cs = reinterpret_cast<float *>(base);
+    const bool use_bias = bias != nullptr && !(flags & GP_LIN_SKIP_BIAS);
+    const bool rz = (flags & GP_LIN_ROUND_TRUNC) != 0;
+#pragma unroll 1
+    for (int h = 0; h < 2; h++) {
+        if (g == h) {
+            wg::store(acc, Cs, cfg::ldc);
+        }
+        __syncthreads();
+        for (int e = tid; e < 64 * cfg::bn; e += cfg::threads) {
+            const int r = e / cfg::bn, c = e % cfg::bn;
+            const int gm = m0 + h * 64 + r, gn = n0 + c;
+            if (gm < M && gn < N) {
+                float v = Cs[r * cfg::ldc + c];
+                if (use_bias) {
+                    v = v + gp_to_f32<DT>(bias[gn]);
+                }
+                y[(size_t)gm * N + gn] = gp_from_f32<DT>(v, rz);
+            }
+        }
+        __syncthreads();
+    }
+}
+
+/* Opts the kernel in to cfg::smem_bytes of dynamic shared memory and
+ * launches it over (M tiles, N tiles). */
+template <int DT, typename Cfg>
+static int gemm_launch_cfg(void (*kernel)(const typename gp_elem<DT>::type *,
+                                          const typename gp_elem<DT>::type *,
+                                          const typename gp_elem<DT>::type *,
+                                          typename gp_elem<DT>::type *, int, int, int, int, int),
+                           const void *x, const void *w, const void *bias, void *y, int M, int N,
+                           int K, int flags) {
+    typedef typename gp_elem<DT>::type S;
+    const dim3 grid((unsigned)((M + Cfg::bm - 1) / Cfg::bm),
+                    (unsigned)((N + Cfg::bn - 1) / Cfg::bn));
+    if (Cfg::smem_bytes > GEMM_SMEM_STATIC) {
         /* Idempotent; cheap next to the GEMM, and per device without caching. */
         const hipError_t err = hipFuncSetAttribute(
-            (const void *)kernel, hipFuncAttributeMaxDynamicSharedMemorySize, cfg::smem_bytes);
+            (const void *)kernel, hipFuncAttributeMaxDynamicSharedMemorySize, Cfg::smem_bytes);
         if (err != hipSuccess) {
             return gp_hip_fail("gp_linear", "gemm shared memory", err);
         }
     }
     /* 16-byte chunks need whole chunks per row and aligned bases; the choice
      * never changes the staged values (see the header). */
-    const int vec16 = K % cfg::vec == 0 && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0 ? 1 : 0;
-    hipLaunchKernelGGL(kernel, grid, block, cfg::smem_bytes, 0, (const S *)x, (const S *)w,
-                       (const S *)bias, (S *)y, M, N, K, flags, vec16);
+    const int vec16 = K % Cfg::vec == 0 && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0 ? 1 : 0;
+    hipLaunchKernelGGL(kernel, grid, dim3(Cfg::threads), Cfg::smem_bytes, 0, (const S *)x,
+                       (const S *)w, (const S *)bias, (S *)y, M, N, K, flags, vec16);
     return GP_OK;
 }
 
-/* The tile of a dtype's launch (f32 on NVIDIA keeps the default shape). */
+/* GP_WGMMA builds (sm_90a) take the warpgroup tile for f16 and bf16,
+ * whatever M, N and K: the kernel is a build-time choice like the tile. */
+#if defined(GP_WGMMA)
+static constexpr bool gemm_wg_build = true;
+#else
+static constexpr bool gemm_wg_build = false;
+#endif /* GP_WGMMA */
+
+template <int DT>
+static int gemm_launch(const void *x, const void *w, const void *bias, void *y, int M, int N, int K,
+                       int flags) {
+    if constexpr (gemm_wg_build && DT != GP_DTYPE_F32) {
+        if (N >= GEMM_WG_WIDE_N) {
+            return gemm_launch_cfg<DT, gemm_wg_cfg<DT, 256>>(gemm_wgmma_kernel<DT, 256>, x, w, bias,
+                                                             y, M, N, K, flags);
+        }
+        return gemm_launch_cfg<DT, gemm_wg_cfg<DT, 128>>(gemm_wgmma_kernel<DT, 128>, x, w, bias, y,
+                                                         M, N, K, flags);
+    } else {
+        return gemm_launch_cfg<DT, gemm_cfg<DT>>(gemm_tile_kernel<DT>, x, w, bias, y, M, N, K,
+                                                 flags);
+    }
+}
+
+/* The tile of a dtype's launch at width N (f32 on NVIDIA keeps the default
+ * shape; the warpgroup tile's N follows N, gemm_launch). */
 struct gemm_tile_desc {
     int bm, bn, bk, waves_m, waves_n, stages, min_blocks;
 };
-template <int DT> static gemm_tile_desc gemm_desc() {
+template <int DT, typename WC> static gemm_tile_desc gemm_wg_desc() {
+    return gemm_tile_desc{WC::bm, WC::bn, WC::bk, 2, 1, WC::stages, 1};
+}
+template <int DT> static gemm_tile_desc gemm_desc(int N) {
+    if constexpr (gemm_wg_build && DT != GP_DTYPE_F32) {
+        return N >= GEMM_WG_WIDE_N ? gemm_wg_desc<DT, gemm_wg_cfg<DT, 256>>()
+                                   : gemm_wg_desc<DT, gemm_wg_cfg<DT, 128>>();
+    }
     typedef gemm_cfg<DT> cfg;
     return gemm_tile_desc{cfg::bm,      cfg::bn,     cfg::bk,        cfg::waves_m,
                           cfg::waves_n, cfg::stages, cfg::min_blocks};
 }
-static gemm_tile_desc gemm_desc_of(int dtype) {
+static gemm_tile_desc gemm_desc_of(int dtype, int N) {
     switch (dtype) {
     case GP_DTYPE_F32:
-        return gemm_desc<GP_DTYPE_F32>();
+        return gemm_desc<GP_DTYPE_F32>(N);
     case GP_DTYPE_F16:
-        return gemm_desc<GP_DTYPE_F16>();
+        return gemm_desc<GP_DTYPE_F16>(N);
     default:
-        return gemm_desc<GP_DTYPE_BF16>();
+        return gemm_desc<GP_DTYPE_BF16>(N);
     }
 }
 
@@ -421,15 +600,17 @@ static gemm_tile_desc gemm_desc_of(int dtype) {
  * then the build's tile: BMxBNxBK, the wave grid, the pipeline depth and,
  * where not 1, the __launch_bounds__ blocks (e.g.
  * gemm_mma_sync_f16_16x8x16_128x128x32_w2x4_s3). */
-static void gemm_kernel_name(int dtype, char *name, size_t cap) {
+static void gemm_kernel_name(int dtype, int N, char *name, size_t cap) {
     const char *dt = gp_dtype_name(dtype);
-    const gemm_tile_desc d = gemm_desc_of(dtype);
+    const gemm_tile_desc d = gemm_desc_of(dtype, N);
     char inst[40];
     if (!gp_hip_matrix_cores(dtype)) {
         snprintf(inst, sizeof inst, "gemm_fma_%s", dt);
     } else {
 #if defined(GP_AMD)
         snprintf(inst, sizeof inst, "gemm_mfma_%s_16x16x%d", dt, dtype == GP_DTYPE_F32 ? 4 : 16);
+#elif defined(GP_WGMMA)
+        snprintf(inst, sizeof inst, "gemm_wgmma_%s_64x%dx16", dt, d.bn);
 #elif defined(GP_MMA_USE_WMMA)
         snprintf(inst, sizeof inst, "gemm_wmma_%s_16x16x16", dt);
 #else
@@ -462,12 +643,12 @@ int gp_hip_gemm(int dtype, const void *x, const void *w, const void *bias, void 
         return rc;
     }
     char name[GP_KERNEL_NAME_CAP];
-    gemm_kernel_name(dtype, name, sizeof name);
+    gemm_kernel_name(dtype, N, name, sizeof name);
     rc = gp_hip_check_launch("gp_linear", name);
     if (rc != GP_OK) {
         return rc;
     }
-    const gemm_tile_desc d = gemm_desc_of(dtype);
+    const gemm_tile_desc d = gemm_desc_of(dtype, N);
     gp_attest(GP_ROUTE_MFMA, d.bm, d.bn, d.bk, 1, name);
     return GP_OK;
 }

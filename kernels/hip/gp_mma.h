@@ -313,4 +313,226 @@ template <> struct gp_mma<GP_DTYPE_F16> : gp_mma_sync_base<false> {};
 template <> struct gp_mma<GP_DTYPE_BF16> : gp_mma_sync_base<true> {};
 #endif /* GP_MMA_WMMA: mma.sync (default) or nvcuda::wmma */
 
+/* ---- warpgroup tiles (NVIDIA sm_90a: wgmma) ----------------------------- */
+
+/* GP_WGMMA (a build flag: hip.mk sets it with CUDA_ARCH=sm_90a, so that host
+ * and device passes agree on the kernel and its shared memory) puts the
+ * MFMA route's f16 and bf16 GEMM on Hopper's warpgroup instructions: four
+ * warps (128 threads) issue wgmma.mma_async.m64nNk16 together, reading both
+ * operands from shared memory through descriptors.
+ *
+ * Shared layout (gp_wg_off): K-major tiles of 64 elements (128 bytes) per
+ * row, the 128-byte swizzle of the descriptors: 16-byte chunk c of row r
+ * sits at chunk c ^ (r % 8) of its row, rows 128 bytes apart, each 8-row
+ * group (1024 bytes, the stride-dimension offset) 1024-byte aligned. The
+ * k-th 16-deep slice starts 32 * k bytes into the rows.
+ *
+ * gp_wgmma<DT, N>::mac adds A[64 x 16] * B[16 x N] to the accumulator, A's
+ * 64 rows and B's N rows (of W) at a, b (row 0 of a swizzle group, slice
+ * offset added); it is asynchronous: fence() before the first instruction
+ * of a batch, commit() after it, wait<G>() until at most G batches are in
+ * flight. The accumulator: thread t of the warpgroup, warp w = t / 32, lane
+ * l, holds d[4j + q] = D[16w + l/4 + 8(q/2)][8j + 2(l%4) + q%2], j < N/8.
+ *
+ * Every output element is a function of its own A row and B column only (as
+ * for gp_mma): the warpgroup instruction and the slice order are fixed at
+ * build time, so a row's result does not depend on how many rows the call
+ * has. */
+/* (A device pass without sm_90a's features fails in ptxas: wgmma needs it.) */
+#if defined(GP_WGMMA) && defined(__CUDA_ARCH__)
+#define GP_MMA_WG 1
+#endif /* GP_WGMMA, device pass */
+
+/* Element offset of (row r, k c) in a swizzled 64-element-wide tile. */
+__host__ __device__ constexpr int gp_wg_off(int r, int c) {
+    return r * 64 + ((((c >> 3) ^ (r & 7)) << 3) | (c & 7));
+}
+
+/* No warpgroup tile on this pass. */
+template <int DT, int N> struct gp_wgmma {
+    static constexpr bool core = false;
+    typedef typename gp_elem<DT>::type S;
+    struct acc_t {};
+    __device__ static void zero(acc_t &) {}
+    __device__ static void fence() {}
+    __device__ static void hold(acc_t &) {}
+    __device__ static void commit() {}
+    template <int G> __device__ static void wait() {}
+    __device__ static void mac(acc_t &, const S *, const S *) {}
+    __device__ static void store(const acc_t &, float *, int) {}
+};
+
+#if defined(GP_MMA_WG)
+/* Operand lists of the m64nNk16 instructions (generated: 8 per line). */
+#define GP_WG_D8_0                                                                                 \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+#define GP_WG_D8_8                                                                                 \
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),       \
+        "+f"(d[15])
+#define GP_WG_D8_16                                                                                \
+    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]),     \
+        "+f"(d[23])
+#define GP_WG_D8_24                                                                                \
+    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),     \
+        "+f"(d[31])
+#define GP_WG_D8_32                                                                                \
+    "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]),     \
+        "+f"(d[39])
+#define GP_WG_D8_40                                                                                \
+    "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]),     \
+        "+f"(d[47])
+#define GP_WG_D8_48                                                                                \
+    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]),     \
+        "+f"(d[55])
+#define GP_WG_D8_56                                                                                \
+    "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),     \
+        "+f"(d[63])
+#define GP_WG_D8_64                                                                                \
+    "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]),     \
+        "+f"(d[71])
+#define GP_WG_D8_72                                                                                \
+    "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]),     \
+        "+f"(d[79])
+#define GP_WG_D8_80                                                                                \
+    "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]),     \
+        "+f"(d[87])
+#define GP_WG_D8_88                                                                                \
+    "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]),     \
+        "+f"(d[95])
+#define GP_WG_D8_96                                                                                \
+    "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]),  \
+        "+f"(d[103])
+#define GP_WG_D8_104                                                                               \
+    "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]),            \
+        "+f"(d[110]), "+f"(d[111])
+#define GP_WG_D8_112                                                                               \
+    "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]),            \
+        "+f"(d[118]), "+f"(d[119])
+#define GP_WG_D8_120                                                                               \
+    "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),            \
+        "+f"(d[126]), "+f"(d[127])
+#define GP_WG_D64                                                                                  \
+    GP_WG_D8_0, GP_WG_D8_8, GP_WG_D8_16, GP_WG_D8_24, GP_WG_D8_32, GP_WG_D8_40, GP_WG_D8_48,       \
+        GP_WG_D8_56
+#define GP_WG_D128                                                                                 \
+    GP_WG_D64, GP_WG_D8_64, GP_WG_D8_72, GP_WG_D8_80, GP_WG_D8_88, GP_WG_D8_96, GP_WG_D8_104,      \
+        GP_WG_D8_112, GP_WG_D8_120
+#define GP_WG_REGS64                                                                               \
+    "{"                                                                                            \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                       \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "             \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "             \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"               \
+    "}"
+#define GP_WG_REGS128                                                                              \
+    "{"                                                                                            \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                       \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "             \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "             \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "             \
+    "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "             \
+    "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "             \
+    "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+    "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, "   \
+    "%127"                                                                                         \
+    "}"
+
+/* Shared-memory matrix descriptor: start address, leading-dimension offset
+ * 16 bytes (unused by K-major swizzled layouts), stride-dimension offset
+ * 1024 bytes (8 rows of 128 bytes), 128-byte swizzle (mode 1, bits 62-63). */
+__device__ __forceinline__ uint64_t gp_wg_desc(const void *p) {
+    const uint64_t a = (uint64_t)__cvta_generic_to_shared(p);
+    return ((a & 0x3FFFF) >> 4) | ((uint64_t)(16 >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           (1ull << 62);
+}
+
+template <int N> struct gp_wgmma_base {
+    static constexpr bool core = true;
+    struct acc_t {
+        float d[N / 2];
+    };
+    __device__ static void zero(acc_t &acc) {
+#pragma unroll
+        for (int i = 0; i < N / 2; i++) {
+            acc.d[i] = 0.0f;
+        }
+    }
+    __device__ static void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+    /* Pins the accumulator registers here: the compiler may not move their
+     * reads or writes across this point (around the asynchronous batches). */
+    __device__ static void hold(acc_t &acc) {
+#pragma unroll
+        for (int i = 0; i < N / 2; i++) {
+            asm volatile("" : "+f"(acc.d[i])::"memory");
+        }
+    }
+    __device__ static void commit() {
+        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    }
+    template <int G> __device__ static void wait() {
+        asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(G) : "memory");
+    }
+    __device__ static void store(const acc_t &acc, float *c, int ldc) {
+        const int t = threadIdx.x % 128;
+        const int row = 16 * (t / 32) + (t % 32) / 4, col = 2 * (t % 4);
+#pragma unroll
+        for (int j = 0; j < N / 8; j++) {
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                c[(row + 8 * (q / 2)) * ldc + 8 * j + col + q % 2] = acc.d[4 * j + q];
+            }
+        }
+    }
+};
+
+/* The instruction of (dtype, N): D += A * B, scale-d 1, no negation, both
+ * operands K-major (no transpose). */
+#define GP_WG_MAC(NAME, SHAPE, TYPES, REGS, OPS, DESC)                                             \
+    __device__ static void NAME(float *d, uint64_t da, uint64_t db) {                              \
+        asm volatile("wgmma.mma_async.sync.aligned." SHAPE "." TYPES " " REGS ", " DESC            \
+                     ", 1, 1, 1, 0, 0;\n"                                                          \
+                     : OPS                                                                         \
+                     : "l"(da), "l"(db));                                                          \
+    }
+struct gp_wg_inst {
+    GP_WG_MAC(f16_128, "m64n128k16", "f32.f16.f16", GP_WG_REGS64, GP_WG_D64, "%64, %65")
+    GP_WG_MAC(bf16_128, "m64n128k16", "f32.bf16.bf16", GP_WG_REGS64, GP_WG_D64, "%64, %65")
+    GP_WG_MAC(f16_256, "m64n256k16", "f32.f16.f16", GP_WG_REGS128, GP_WG_D128, "%128, %129")
+    GP_WG_MAC(bf16_256, "m64n256k16", "f32.bf16.bf16", GP_WG_REGS128, GP_WG_D128, "%128, %129")
+};
+#undef GP_WG_MAC
+
+template <int N> struct gp_wgmma<GP_DTYPE_F16, N> : gp_wgmma_base<N> {
+    static_assert(N == 128 || N == 256, "gp_wgmma: N of 128 or 256");
+    typedef typename gp_wgmma_base<N>::acc_t acc_t;
+    __device__ static void mac(acc_t &acc, const uint16_t *a, const uint16_t *b) {
+        if constexpr (N == 128) {
+            gp_wg_inst::f16_128(acc.d, gp_wg_desc(a), gp_wg_desc(b));
+        } else {
+            gp_wg_inst::f16_256(acc.d, gp_wg_desc(a), gp_wg_desc(b));
+        }
+    }
+};
+template <int N> struct gp_wgmma<GP_DTYPE_BF16, N> : gp_wgmma_base<N> {
+    static_assert(N == 128 || N == 256, "gp_wgmma: N of 128 or 256");
+    typedef typename gp_wgmma_base<N>::acc_t acc_t;
+    __device__ static void mac(acc_t &acc, const uint16_t *a, const uint16_t *b) {
+        if constexpr (N == 128) {
+            gp_wg_inst::bf16_128(acc.d, gp_wg_desc(a), gp_wg_desc(b));
+        } else {
+            gp_wg_inst::bf16_256(acc.d, gp_wg_desc(a), gp_wg_desc(b));
+        }
+    }
+};
+
+/* Makes this thread's generic-proxy writes to shared memory (cp.async, st)
+ * visible to the warpgroup instructions' async proxy; a barrier must follow
+ * before another thread's wgmma reads them. */
+__device__ __forceinline__ void gp_wg_fence_smem() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+#else
+__device__ __forceinline__ void gp_wg_fence_smem() {}
+#endif /* GP_MMA_WG */
+
 #endif /* GP_MMA_H */

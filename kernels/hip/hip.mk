@@ -22,16 +22,24 @@ HIP_COMMON_SRC := kernels/common/gp_common.c
 HIP_INCLUDES := -Ikernels/include -Ikernels/common -I$(HIP_DIR)
 
 # ---- CUDA (nvcc) ----
+, := ,
 NVCC ?= nvcc
-CUDA_ARCH ?= sm_90
+CUDA_ARCH ?= sm_90a
 NVCC_FLAGS ?= -O2
 CUDA_OBJ_DIR := $(BUILD)/cuda-obj
 CUDA_OBJS := $(patsubst $(HIP_DIR)/%.hip,$(CUDA_OBJ_DIR)/%.o,$(HIP_SRCS)) $(CUDA_OBJ_DIR)/gp_common.o
 # -fmad=false: no FMA contraction, the kernels write fmaf() where they mean it.
 # GP_BLAS_CUBLAS: route 3 (GP_ROUTE_BLAS) is cuBLAS (blas.hip), linked below.
 CUDA_BLAS_LIBS ?= -lcublas
-CUDA_CFLAGS = $(NVCC_FLAGS) -arch=$(CUDA_ARCH) -fmad=false -x cu -Xcompiler -fPIC \
-	$(HIP_INCLUDES) -DGP_TARGET_NAME='"$(CUDA_ARCH)"' -DGP_BLAS_CUBLAS=1
+# GP_WGMMA: sm_90a (Hopper's arch-specific features) puts the MFMA route's
+# f16/bf16 GEMM on the warpgroup instructions (gp_mma.h, gemm_mfma.hip).
+# The arch-specific target is named in full (-gencode compute_90a -> sm_90a):
+# the shorthand -arch=sm_90a has produced compute_90 PTX, which ptxas
+# rejects for wgmma.
+CUDA_WGMMA = $(if $(filter sm_90a,$(CUDA_ARCH)),-DGP_WGMMA=1)
+CUDA_GENCODE = $(if $(filter sm_90a,$(CUDA_ARCH)),-gencode arch=compute_90a$(,)code=sm_90a,-arch=$(CUDA_ARCH))
+CUDA_CFLAGS = $(NVCC_FLAGS) $(CUDA_GENCODE) -fmad=false -x cu -Xcompiler -fPIC \
+	$(HIP_INCLUDES) -DGP_TARGET_NAME='"$(CUDA_ARCH)"' -DGP_BLAS_CUBLAS=1 $(CUDA_WGMMA)
 # One object per source (make -j compiles them in parallel), then one link.
 # A missing compiler stops make with what to do, before any command runs
 # (expanded only when something is to be built, so a built library is
@@ -45,7 +53,7 @@ $(CUDA_OBJ_DIR)/gp_common.o: $(HIP_COMMON_SRC) $(HIP_DEPS)
 	$(need_nvcc)@mkdir -p $(@D)
 	$(NVCC) $(CUDA_CFLAGS) -c $< -o $@
 $(CUDA_LIB): $(CUDA_OBJS) | $(BUILD)
-	$(need_nvcc)$(NVCC) -arch=$(CUDA_ARCH) -shared $(CUDA_OBJS) -o $@ $(CUDA_BLAS_LIBS)
+	$(need_nvcc)$(NVCC) $(CUDA_GENCODE) -shared $(CUDA_OBJS) -o $@ $(CUDA_BLAS_LIBS)
 
 kernels-cuda: $(CUDA_LIB)
 
