@@ -26,9 +26,11 @@ import (
 
 // ChunkSizes are the chunk sizes of the table, at the kernels' tile
 // boundaries: 1 (every chunk a decode-shaped call), 16 (the 16-row GEMM
-// tiles), 63/64/65 (GP_ATTN_SPLIT_KEYS and the 64-wide MFMA/wavefront
-// tiles) and 128 (two key splits, the 128-key P·V tiles). ChunkedP tokens
-// leave a ragged last chunk for every size but 1.
+// tiles), 63/64/65 (GP_ATTN_SPLIT_KEYS, the 64-key blocks of the scores
+// kernel and the 64-wide MFMA/wavefront tiles) and 128 (two key splits).
+// P·V's 256-key chunks (GP_ATTN_PV_CHUNK_KEYS) lie past ChunkedP: decode
+// cases cross them (AttnSplitS: 255/256/257 … 511/512/513). ChunkedP
+// tokens leave a ragged last chunk for every size but 1.
 var ChunkSizes = []int{1, 16, 63, 64, 65, 128}
 
 // MixedChunks is the table's plan of unequal chunks: a one-row chunk at

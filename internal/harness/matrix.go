@@ -19,10 +19,11 @@ var BoundaryS = []int{2, 3, 4, 5, 8, 9, 16, 17, 64, 65, 96, 97, 128, 129, 512}
 
 // AttnSplitS are KV lengths (decode step 0 of a case reads S keys) at and
 // across the attention kernels' key splits: the fused attention stage's
-// chunks of 64 keys (63/64/65 … 191/192/193), P·V's key tiles (128 keys on
-// wave64, 256 on warp32) and the scores and softmax kernels' 256-key blocks
-// (255/256/257, 383/384/385, 511/512/513). A split-KV decode that drops or
-// counts twice its last, partial chunk is wrong only at such lengths.
+// splits of 64 keys and its 128-key tiles (63/64/65 … 191/192/193), the
+// scores kernel's 64-key blocks, and P·V's 256-key chunks
+// (GP_ATTN_PV_CHUNK_KEYS: 255/256/257, 511/512/513; 383/384/385 falls
+// inside one). A split-KV decode that drops or counts twice its last,
+// partial chunk is wrong only at such lengths.
 var AttnSplitS = []int{63, 64, 65, 127, 128, 129, 191, 192, 193, 255, 256, 257, 383, 384, 385, 511, 512, 513}
 
 // LongS are the long-context tier's KV lengths (full mode, debug shapes

@@ -5,7 +5,10 @@
  *          j > q_pos0 + i get -INFINITY when causal (not computed).
  *  softmax: row max, expf(s - max) (-INFINITY -> 0), in-order sum, divide.
  *          An all -INFINITY row gives 0/0 = NaN, as the header says.
- *  pv:     in-order fmaf over j in f32, rounded once to dtype.
+ *  pv:     the header's chunked order: per chunk of GP_ATTN_PV_CHUNK_KEYS
+ *          keys an fmaf chain over j in increasing order from 0.0f, the
+ *          chunk partials added in chunk order in f32, rounded once to
+ *          dtype (the HIP kernels run the same order, in parallel).
  *
  * Faults (n_q == 1): gqa_modulo (scores and pv), scale_missing, scale_twice,
  * mask_off_by_one (scores), softmax_no_max (softmax). chunk_pos_off (q_pos0
@@ -140,8 +143,14 @@ int gp_attn_pv(int dtype, const float *probs, const void *v_cache, void *out, in
             for (c = 0; c < head_dim; c++) {
                 const float *vc = vf + (size_t)g * (size_t)head_dim + (size_t)c;
                 float acc = 0.0f;
-                for (j = 0; j < n_kv; j++) {
-                    acc = fmaf(p[j], vc[(size_t)j * kv_width], acc);
+                int j0;
+                for (j0 = 0; j0 < n_kv; j0 += GP_ATTN_PV_CHUNK_KEYS) {
+                    int jn = n_kv - j0 < GP_ATTN_PV_CHUNK_KEYS ? n_kv - j0 : GP_ATTN_PV_CHUNK_KEYS;
+                    float part = 0.0f;
+                    for (j = j0; j < j0 + jn; j++) {
+                        part = fmaf(p[j], vc[(size_t)j * kv_width], part);
+                    }
+                    acc = j0 == 0 ? part : acc + part;
                 }
                 gp_store(dtype, out, (size_t)i * out_width + (size_t)h * (size_t)head_dim + c, acc,
                          0);
@@ -149,6 +158,7 @@ int gp_attn_pv(int dtype, const float *probs, const void *v_cache, void *out, in
         }
     }
     free(vf);
-    gp_attest(0, 0, 0, 0, 1, "cpu_attn_pv");
+    gp_attest(0, 0, GP_ATTN_PV_CHUNK_KEYS, 0,
+              (n_kv + GP_ATTN_PV_CHUNK_KEYS - 1) / GP_ATTN_PV_CHUNK_KEYS, "cpu_attn_pv_chunked");
     return gp_ok();
 }

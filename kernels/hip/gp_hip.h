@@ -144,6 +144,26 @@ __device__ __forceinline__ void gp_load_vec16(const typename gp_elem<DT>::type *
 
 __device__ __forceinline__ bool gp_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
+/* The 16 raw bytes (gp_vec<DT>::n elements) at p: one vector load where
+ * vec_ok (p 16-byte aligned), element by element otherwise; for staging
+ * through registers into shared memory. */
+template <int DT>
+__device__ __forceinline__ uint4 gp_load_raw16(const typename gp_elem<DT>::type *p, int vec_ok) {
+    if (vec_ok) {
+        return *reinterpret_cast<const uint4 *>(p);
+    }
+    uint32_t w[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        if constexpr (DT == GP_DTYPE_F32) {
+            w[k] = __float_as_uint(p[k]);
+        } else {
+            w[k] = (uint32_t)p[2 * k] | ((uint32_t)p[2 * k + 1] << 16);
+        }
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 /* ---- reductions in a fixed order ---------------------------------------- */
 
 /* Butterfly (xor) sum over the wave: every lane ends with the same value, and
@@ -242,6 +262,38 @@ int gp_hip_gemv(int dtype, const void *x, const void *w, const void *bias, void 
  * GP_LIN_ROUND_TRUNC is GP_ERR_UNSUPPORTED. */
 int gp_hip_blas(int dtype, const void *x, const void *w, const void *bias, void *y, int M, int N,
                 int K, int flags);
+
+/* A device scratch buffer between two kernels of one entry point: grown on
+ * demand, never shrunk, kept for the life of the process (the ABI has no
+ * unload hook). One static instance per user. */
+struct gp_hip_workspace {
+    void *ptr;
+    size_t bytes;
+};
+
+/* Grows ws to at least bytes; fn names the entry point in messages. */
+static inline int gp_hip_workspace_grow(gp_hip_workspace *ws, const char *fn, size_t bytes) {
+    if (bytes <= ws->bytes) {
+        return GP_OK;
+    }
+    if (ws->ptr != NULL) {
+        const hipError_t err = hipFree(ws->ptr);
+        ws->ptr = NULL;
+        ws->bytes = 0;
+        if (err != hipSuccess) {
+            return gp_hip_fail(fn, "hipFree (workspace)", err);
+        }
+    }
+    void *p = NULL;
+    const hipError_t err = hipMalloc(&p, bytes);
+    if (err != hipSuccess) {
+        (void)hipGetLastError(); /* a failed allocation is not sticky */
+        return gp_hip_fail(fn, "hipMalloc (workspace)", err);
+    }
+    ws->ptr = p;
+    ws->bytes = bytes;
+    return GP_OK;
+}
 
 /* Blocks for a launch over n independent work items (>= 1, <= GP_MAX_BLOCKS). */
 static inline unsigned gp_grid(long long n) {

@@ -111,6 +111,14 @@ extern "C" {
  * split boundaries depend on the key index alone, never on n_q. */
 #define GP_ATTN_SPLIT_KEYS 64
 
+/* Keys per chunk of gp_attn_pv's accumulation (every backend; the ABI's
+ * summation order): chunk t covers keys [t * GP_ATTN_PV_CHUNK_KEYS, (t + 1)
+ * * GP_ATTN_PV_CHUNK_KEYS). Fixed, independent of n_q, so that a decode
+ * call can split the keys over parallel chains (at n_q = 1 one chain per
+ * output element leaves too few to fill a GPU) and still equal the prefill
+ * row bit for bit. */
+#define GP_ATTN_PV_CHUNK_KEYS 256
+
 typedef enum gp_status {
     GP_OK = 0,
     GP_ERR_INVALID_ARG = 1,   /* a size, enum or combination is invalid */
@@ -329,8 +337,25 @@ int gp_attn_scores(int dtype, const void *q, const void *k_cache, float *scores,
 int gp_softmax(const float *scores, float *probs, int n_heads, int n_q, int n_kv);
 
 /* pv: out[i, h*head_dim + c] = sum_j probs[h, i, j] * v_cache[j, g*head_dim
- * + c] with g = h / (n_heads / n_kv_heads); f32 accumulation over j in
- * increasing order, rounded once to dtype. */
+ * + c] with g = h / (n_heads / n_kv_heads), in f32 in this order (ABI 3):
+ *   chunk t = keys [256t, 256t + 256) clipped to n_kv (256 =
+ *     GP_ATTN_PV_CHUNK_KEYS), t = 0 .. ceil(n_kv / 256) - 1;
+ *   part_t[c] = an fmaf chain over the chunk's keys in increasing j,
+ *     starting from 0.0f: part = fmaf(p_j, v_j[c], part);
+ *   acc = part_0, then acc = acc + part_t for t = 1, 2, ... (f32 adds in
+ *     chunk order); out = acc rounded once to dtype.
+ * The chunk boundaries depend on the key index alone, never on n_q, so a
+ * row's result does not depend on n_q. In a causal prefill row the keys
+ * past the query have p = +0 (softmax of -INFINITY): fmaf(+0, v, x) = x
+ * for every x but -0.0f, a chunk of only such keys has the partial +0.0f
+ * exactly (+0 plus a signed zero is +0), and acc + (+0.0f) = acc for every
+ * acc but -0.0f; so the decode call (n_kv = q_pos0 + 1) equals the
+ * matching prefill row bit for bit. (A chain reaches -0.0f only when every
+ * product so far is negative and underflows, |p * v| < 2^-150: then an
+ * all-zero result may differ in the sign of zero, as with one chain.)
+ * gp_last_launch attests
+ * route 0, tile_m 0, tile_n = GP_ATTN_PV_CHUNK_KEYS, tile_k 0, split_k =
+ * the number of chunks, ceil(n_kv / GP_ATTN_PV_CHUNK_KEYS). */
 int gp_attn_pv(int dtype, const float *probs, const void *v_cache, void *out, int n_q, int n_kv,
                int n_heads, int n_kv_heads, int head_dim);
 
