@@ -18,14 +18,18 @@ package parity
 //   - anchors measured in the same process: gp_memcpy_d2d of a 1 GiB buffer
 //     (the bandwidth ceiling, bytes read + written: %copy) and the BLAS route
 //     on the same shape (the vendor GEMM: %vendor). A backend without a
-//     vendor BLAS (the CPU) reports no %vendor.
+//     vendor BLAS (the CPU) reports no %vendor. With
+//     -parity.bench.anchor-lib, a second library's gp_attention (e.g. the
+//     PyTorch adapter's SDPA) at the decode attention shapes: %anchor.
 //
 // Metrics (b.ReportMetric): GB/s = the bytes a kernel must move (each input
 // read once, each output written once) per second; TFLOP/s = 2*M*N*K per
 // second; %copy = GB/s over the copy's GB/s; %vendor = TFLOP/s over the BLAS
-// route's TFLOP/s at the same shape and dtype.
+// route's TFLOP/s at the same shape and dtype; %anchor = the fused
+// attention's GB/s over the anchor library's at the same shape and dtype.
 
 import (
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -74,6 +78,43 @@ const (
 
 // ---- anchors ---------------------------------------------------------------
 
+var flagBenchAnchorLib = flag.String("parity.bench.anchor-lib", "",
+	"BenchmarkDecodeAttention: also time this library's gp_attention at the same shapes (sub-benchmark fused-anchor, and %anchor on fused), e.g. the PyTorch adapter build/libgp_torch.so, whose gp_attention is SDPA (adapters/torch, docs/ENGINES.md); default: no anchor")
+
+// benchAnchorLib opens -parity.bench.anchor-lib once per process: nil
+// without the flag; a library that cannot be opened fails the benchmark
+// (the flag asked for it).
+var benchAnchorLib struct {
+	once sync.Once
+	lib  *gpapi.Lib
+	err  error
+}
+
+func anchorLib(tb testing.TB) *gpapi.Lib {
+	tb.Helper()
+	if *flagBenchAnchorLib == "" {
+		return nil
+	}
+	benchAnchorLib.once.Do(func() {
+		lib, err := gpapi.Open(*flagBenchAnchorLib)
+		if err == nil {
+			var n int
+			if n, err = lib.DeviceCount(); err == nil && n == 0 {
+				err = fmt.Errorf("gp_device_count = 0")
+			}
+		}
+		if err != nil {
+			benchAnchorLib.err = fmt.Errorf("-parity.bench.anchor-lib=%s: %w", *flagBenchAnchorLib, err)
+			return
+		}
+		benchAnchorLib.lib = lib
+	})
+	if benchAnchorLib.err != nil {
+		tb.Fatal(benchAnchorLib.err)
+	}
+	return benchAnchorLib.lib
+}
+
 var benchAnchors struct {
 	copyOnce sync.Once
 	copyGBs  float64 // gp_memcpy_d2d, bytes read + written per second / 1e9
@@ -81,6 +122,7 @@ var benchAnchors struct {
 
 	mu     sync.Mutex
 	vendor map[string]float64 // BLAS TFLOP/s by linearKey; 0 = unsupported
+	fused  map[string]float64 // anchor library's gp_attention ns per call by dtype/kv; 0 = failed
 }
 
 // benchPool returns size bytes of random dtype values (never zero), the
@@ -261,11 +303,13 @@ func measureCopy(lib *gpapi.Lib, bytes, n int) (float64, error) {
 }
 
 // BenchmarkCopyD2D: the bandwidth anchor at several sizes (GB/s = bytes
-// read + written).
+// read + written). The small sizes are the same-size anchors of the decode
+// kernels: a 16 MiB copy moves the 32 MiB that a 4096x4096 f16 GEMV reads,
+// so the ramp and tail of a launch that short show in the copy too.
 func BenchmarkCopyD2D(b *testing.B) {
 	lib := openLib(b)
 	ceiling := copyBandwidth(b, lib)
-	for _, mib := range []int{8, 64, 256, 1024} {
+	for _, mib := range []int{8, 16, 32, 64, 256, 1024} {
 		bytes := mib << 20
 		b.Run(fmt.Sprintf("bytes=%dMiB", mib), func(b *testing.B) {
 			src, err := lib.Alloc("copy src", bytes)
@@ -456,21 +500,24 @@ func benchLinearShape(b *testing.B, lib *gpapi.Lib, ceiling float64, name string
 // ---- decode attention ----------------------------------------------------------
 
 // attnFixture: rotated sets of one decode step's attention (n_q = 1) over a
-// KV cache of nKV tokens: q, K and V caches, scores, probs, out.
+// KV cache of nKV tokens: q, K and V caches, scores, probs, out, and the
+// fused stage's lse; unfused false leaves out scores and probs (the anchor
+// library's buffers: gp_attention only).
 type attnFixture struct {
-	bb                            benchBufs
-	q, k, v, scores, probs, out   []uintptr
-	nKV                           int
-	dt                            dtype.Dtype
-	qBytes, kvBytes, scBytes, oBy int
+	bb                                   benchBufs
+	q, k, v, scores, probs, out, lse     []uintptr
+	nKV                                  int
+	dt                                   dtype.Dtype
+	qBytes, kvBytes, scBytes, oBy, lseBy int
 }
 
-func newAttnFixture(tb testing.TB, lib *gpapi.Lib, dt dtype.Dtype, nKV int) *attnFixture {
+func newAttnFixture(tb testing.TB, lib *gpapi.Lib, dt dtype.Dtype, nKV int, unfused bool) *attnFixture {
 	tb.Helper()
 	es := dt.Size()
 	f := &attnFixture{bb: benchBufs{lib: lib}, nKV: nKV, dt: dt}
 	f.qBytes = benchHeads * benchHeadDim * es
 	f.oBy = f.qBytes
+	f.lseBy = benchHeads * 4
 	f.kvBytes = nKV * benchKVHeads * benchHeadDim * es
 	f.scBytes = benchHeads * nKV * 4
 	sets := benchSets(2*f.kvBytes + 2*f.scBytes)
@@ -479,11 +526,23 @@ func newAttnFixture(tb testing.TB, lib *gpapi.Lib, dt dtype.Dtype, nKV int) *att
 		f.q = append(f.q, f.bb.alloc(tb, "q", benchRandom(dt, f.qBytes, 6*s)))
 		f.k = append(f.k, f.bb.alloc(tb, "k_cache", benchRandom(dt, f.kvBytes, 6*s+1)))
 		f.v = append(f.v, f.bb.alloc(tb, "v_cache", benchRandom(dt, f.kvBytes, 6*s+2)))
-		f.scores = append(f.scores, f.bb.alloc(tb, "scores", benchF32Random(benchHeads*nKV, -4, 4, 6*s+3)))
-		f.probs = append(f.probs, f.bb.alloc(tb, "probs", benchF32Random(benchHeads*nKV, 0.5/float64(nKV), 1.5/float64(nKV), 6*s+4)))
+		if unfused {
+			f.scores = append(f.scores, f.bb.alloc(tb, "scores", benchF32Random(benchHeads*nKV, -4, 4, 6*s+3)))
+			f.probs = append(f.probs, f.bb.alloc(tb, "probs", benchF32Random(benchHeads*nKV, 0.5/float64(nKV), 1.5/float64(nKV), 6*s+4)))
+		}
 		f.out = append(f.out, f.bb.alloc(tb, "out", benchRandom(dt, f.oBy, 6*s+5)))
+		f.lse = append(f.lse, f.bb.alloc(tb, "lse", benchF32Random(benchHeads, -1, 1, 6*s+5)))
 	}
 	return f
+}
+
+// fusedBytes: gp_attention's q, K and V caches, out and lse, each once.
+func (f *attnFixture) fusedBytes() int { return f.qBytes + 2*f.kvBytes + f.oBy + f.lseBy }
+
+// fused: gp_attention of the decode step (query at position nKV-1, causal).
+func (f *attnFixture) fused(lib *gpapi.Lib, s int) error {
+	_, err := lib.Attention(int32(f.dt), f.q[s], f.k[s], f.v[s], f.out[s], f.lse[s], 1, f.nKV, benchHeads, benchKVHeads, benchHeadDim, f.nKV-1, benchScale, true)
+	return err
 }
 
 var benchScale = float32(0.08838834764831845) // 1/sqrt(128)
@@ -504,10 +563,15 @@ func (f *attnFixture) pv(lib *gpapi.Lib, s int) error {
 }
 
 // BenchmarkDecodeAttention: qk, softmax, pv and the three in sequence
-// ("attn") at n_q = 1, llama3-8b heads (32 q, 8 kv, head_dim 128). Bytes:
-// qk reads q and the K cache and writes the scores; softmax reads the
-// scores and writes the probs; pv reads the probs and the V cache and
-// writes out: each once (the minimum for three separate kernels).
+// ("attn") at n_q = 1, llama3-8b heads (32 q, 8 kv, head_dim 128), and
+// the fused stage gp_attention ("fused"; skipped where the library lacks
+// the fused capability). Bytes: qk reads q and the K cache and writes the
+// scores; softmax reads the scores and writes the probs; pv reads the
+// probs and the V cache and writes out: each once (the minimum for three
+// separate kernels); fused reads q and both caches and writes out and lse.
+// With -parity.bench.anchor-lib, "fused-anchor" times that library's
+// gp_attention on its own buffers at the same shape (fused's bytes), and
+// fused reports %anchor against it.
 func BenchmarkDecodeAttention(b *testing.B) {
 	lib := openLib(b)
 	ceiling := copyBandwidth(b, lib)
@@ -523,7 +587,12 @@ func BenchmarkDecodeAttention(b *testing.B) {
 }
 
 func benchAttention(b *testing.B, lib *gpapi.Lib, ceiling float64, dt dtype.Dtype, nKV int) {
-	f := newAttnFixture(b, lib, dt, nKV)
+	if alib := anchorLib(b); alib != nil {
+		b.Run("fused-anchor", func(b *testing.B) {
+			benchFusedAnchor(b, alib, ceiling, dt, nKV)
+		})
+	}
+	f := newAttnFixture(b, lib, dt, nKV, true)
 	defer f.bb.free()
 	stages := []struct {
 		name  string
@@ -551,6 +620,70 @@ func benchAttention(b *testing.B, lib *gpapi.Lib, ceiling float64, dt dtype.Dtyp
 			b.ReportMetric(100*gbs/ceiling, "%copy")
 		})
 	}
+	b.Run("fused", func(b *testing.B) {
+		if err := lib.Need(gpapi.CapFused); err != nil {
+			b.Skipf("no fused attention: %v", err)
+		}
+		ns := benchLoop(b, lib, func(i int) error { return f.fused(lib, i%len(f.q)) })
+		gbs := float64(f.fusedBytes()) / ns
+		b.ReportMetric(gbs, "GB/s")
+		b.ReportMetric(100*gbs/ceiling, "%copy")
+		if a := anchorFusedNs(b, dt, nKV); a > 0 {
+			b.ReportMetric(100*a/ns, "%anchor")
+		}
+	})
+}
+
+func fusedKey(dt dtype.Dtype, nKV int) string { return fmt.Sprintf("%v/kv=%d", dt, nKV) }
+
+// benchFusedAnchor: the anchor library's gp_attention at the decode shape,
+// on buffers it allocates; its ns per call is kept for fused's %anchor.
+func benchFusedAnchor(b *testing.B, alib *gpapi.Lib, ceiling float64, dt dtype.Dtype, nKV int) {
+	if err := alib.Need(gpapi.CapFused); err != nil {
+		b.Skipf("anchor library has no fused attention: %v", err)
+	}
+	f := newAttnFixture(b, alib, dt, nKV, false)
+	defer f.bb.free()
+	ns, err := benchLoopErr(b, alib, func(i int) error { return f.fused(alib, i%len(f.q)) })
+	if err != nil {
+		b.Fatalf("anchor %s gp_attention (%v, kv=%d): %v", alib.Backend, dt, nKV, err)
+	}
+	gbs := float64(f.fusedBytes()) / ns
+	b.ReportMetric(gbs, "GB/s")
+	b.ReportMetric(100*gbs/ceiling, "%copy")
+	benchAnchors.mu.Lock()
+	if benchAnchors.fused == nil {
+		benchAnchors.fused = map[string]float64{}
+	}
+	benchAnchors.fused[fusedKey(dt, nKV)] = ns
+	benchAnchors.mu.Unlock()
+}
+
+// anchorFusedNs: the anchor library's gp_attention ns per call at the
+// shape (timed now if fused-anchor did not run, e.g. filtered out by
+// -bench), 0 without -parity.bench.anchor-lib or if it failed.
+func anchorFusedNs(b *testing.B, dt dtype.Dtype, nKV int) float64 {
+	alib := anchorLib(b)
+	if alib == nil || alib.Need(gpapi.CapFused) != nil {
+		return 0
+	}
+	key := fusedKey(dt, nKV)
+	benchAnchors.mu.Lock()
+	defer benchAnchors.mu.Unlock()
+	if benchAnchors.fused == nil {
+		benchAnchors.fused = map[string]float64{}
+	}
+	if v, ok := benchAnchors.fused[key]; ok {
+		return v
+	}
+	f := newAttnFixture(b, alib, dt, nKV, false)
+	defer f.bb.free()
+	v := 0.0
+	if d, err := timeLoop(alib, 50, func(i int) error { return f.fused(alib, i%len(f.q)) }); err == nil {
+		v = float64(d.Nanoseconds())
+	}
+	benchAnchors.fused[key] = v
+	return v
 }
 
 // ---- the other entry points ---------------------------------------------------

@@ -5,16 +5,20 @@
  * Query i sees the keys 0 .. n_vis-1 (n_vis = q_pos0 + i + 1 when causal,
  * else n_kv), cut into splits s of keys [64s, 64s + 64) clipped to n_vis.
  *
- * Kernel 1 (attention_split_kernel), one block of ATT_THREADS = 64 threads
- * per (split s, head h, query i), writes the split's partials to an f32
- * workspace: the block stages q[i, h] and the split's K rows (slabs of
- * ATT_CS columns, coalesced) in shared memory as f32; thread t takes key
- * 64s + t: s_t = (fmaf chain over c = 0 .. head_dim-1) * scale; then
+ * Kernel 1 (attention_split_kernel), one block of ATT_THREADS = 128 threads
+ * per unit (query i, KV head g, up to ATT_HPB = 4 query heads of g's group,
+ * 2 consecutive splits): the K and V tiles of the unit's 128 keys are read
+ * once for all its heads (16-byte loads, software pipelined through shared
+ * memory), and each (query, head, split) gets, in f32 (attention_splitkv.h
+ * att_group_unit has the thread mapping):
+ *   s_t = (fmaf chain over c = 0 .. head_dim-1 of q[c] * k[t, c]) * scale,
  *   m_s = max_t s_t, p_t = exp(s_t - m_s), l_s = sum_t p_t in key order,
- *   acc_s[c] = fmaf chain over t of p_t * v[64s + t, c] in key order
- * (thread c of the block, so a V row is read coalesced).
- * Kernel 2 (attention_combine_kernel), one block per (query i, head h),
- * combines the splits in increasing order: m = max_s m_s, w_s =
+ *   acc_s[c] = fmaf chain over t of p_t * v[64s + t, c] in key order,
+ * written to an f32 workspace.
+ * Kernel 2 (attention_combine_kernel), one block per (query i, head h,
+ * group of ATT_CMB_CH = 32 channels), reads the workspace with all its
+ * threads (ATT_CMB_S splits at a time through shared memory) and combines
+ * the splits in increasing order: m = max_s m_s, w_s =
  * exp(m_s - m), l = fmaf(l_s, w_s, l), o[c] = fmaf(acc_s[c], w_s, o[c]),
  * out = o / l rounded once to the dtype, lse[h, i] = m + log(l).
  * exp and log are taken in double and rounded once to f32 (as softmax.hip
@@ -34,43 +38,44 @@
  * chunk_pos_off (q_pos0 > 0 and n_q > 1, a later chunk of a chunked
  * prefill): the causal limit of attn_causal_prev.
  *
- * The per-unit device code (one split, one combine) and the workspace are
+ * The per-unit device code (a split unit, a combine) and the workspace are
  * in attention_splitkv.h, shared with gp_attention_batched
  * (attention_batched.hip), so both compute a row the same way.
  */
 #include "attention_splitkv.h"
 
 /* Queries i0 .. i0 + n_rows - 1; the workspace holds n_splits splits of
- * (head_dim + 2) floats per (row - i0, head). */
+ * (head_dim + 2) floats per (row - i0, head). A unit (att_group_unit) is
+ * (row, KV head g, head chunk, split pair). */
 template <int DT>
 __global__ __launch_bounds__(ATT_THREADS) void attention_split_kernel(
     const typename gp_elem<DT>::type *__restrict__ q,
     const typename gp_elem<DT>::type *__restrict__ k_cache,
     const typename gp_elem<DT>::type *__restrict__ v_cache, float *__restrict__ ws, int i0,
     int n_rows, int n_splits, int n_kv, int n_heads, int n_kv_heads, int head_dim, int q_pos0,
-    float scale, int causal, int flags) {
-    __shared__ float qs[GP_MAX_HEAD_DIM];
-    __shared__ float ks[ATT_KEYS * ATT_LDK];
-    __shared__ float ps[ATT_KEYS];
+    float scale, int causal, int flags, int vec) {
+    __shared__ att_smem sm;
     const size_t q_width = (size_t)n_heads * head_dim;
-    const size_t kv_width = (size_t)n_kv_heads * head_dim;
     const size_t stride = (size_t)head_dim + 2;
-    const long long units = (long long)n_rows * n_heads * n_splits;
+    const int n_chunks = att_head_chunks(n_heads, n_kv_heads);
+    const int n_pairs = att_units_per_row(n_splits);
+    const long long units = (long long)n_rows * n_kv_heads * n_chunks * n_pairs;
     for (long long u = blockIdx.x; u < units; u += gridDim.x) {
-        const int s = (int)(u % n_splits);
-        const long long rest = u / n_splits;
-        const int h = (int)(rest % n_heads);
-        const int il = (int)(rest / n_heads);
+        const int pair = (int)(u % n_pairs);
+        long long rest = u / n_pairs;
+        const int chunk = (int)(rest % n_chunks);
+        rest /= n_chunks;
+        const int g = (int)(rest % n_kv_heads);
+        const int il = (int)(rest / n_kv_heads);
         const int i = i0 + il;
         const int n_vis = att_visible(i, n_kv, q_pos0, causal, flags);
-        if (s * ATT_KEYS >= n_vis) {
-            continue; /* no visible key: the split is skipped (block-uniform) */
+        if (pair * ATT_ROWS >= n_vis) {
+            continue; /* no visible key in the unit: skipped (block-uniform) */
         }
-        const int g = att_kv_head(h, n_heads, n_kv_heads, flags);
-        att_split_unit<DT>(
-            q + (size_t)i * q_width + (size_t)h * head_dim, k_cache + (size_t)g * head_dim,
-            v_cache + (size_t)g * head_dim, kv_width, head_dim, s, n_vis, scale,
-            ws + ((size_t)il * n_heads + h) * n_splits * stride + (size_t)s * stride, qs, ks, ps);
+        att_group_unit<DT>(q + (size_t)i * q_width, k_cache + (size_t)g * head_dim,
+                           v_cache + (size_t)g * head_dim, (size_t)n_kv_heads * head_dim, head_dim,
+                           g, chunk, n_heads, n_kv_heads, flags, pair, n_vis, scale,
+                           ws + (size_t)il * n_heads * n_splits * stride, n_splits, vec != 0, &sm);
     }
 }
 
@@ -79,18 +84,22 @@ __global__ __launch_bounds__(ATT_THREADS) void attention_combine_kernel(
     const float *__restrict__ ws, typename gp_elem<DT>::type *__restrict__ out,
     float *__restrict__ lse, int i0, int n_rows, int n_splits, int n_q, int n_kv, int n_heads,
     int head_dim, int q_pos0, int causal, int flags) {
+    __shared__ att_cmb_smem sm;
     const size_t q_width = (size_t)n_heads * head_dim;
     const size_t stride = (size_t)head_dim + 2;
-    const long long units = (long long)n_rows * n_heads;
+    const int n_groups = att_cmb_groups(head_dim);
+    const long long units = (long long)n_rows * n_heads * n_groups;
     for (long long u = blockIdx.x; u < units; u += gridDim.x) {
-        const int h = (int)(u % n_heads);
-        const int il = (int)(u / n_heads);
+        const int cg = (int)(u % n_groups);
+        const int h = (int)(u / n_groups % n_heads);
+        const int il = (int)(u / n_groups / n_heads);
         const int i = i0 + il;
         const int n_vis = att_visible(i, n_kv, q_pos0, causal, flags);
         att_combine_unit<DT>(ws + ((size_t)il * n_heads + h) * n_splits * stride,
-                             n_vis <= 0 ? 0 : (n_vis + ATT_KEYS - 1) / ATT_KEYS, head_dim, flags,
+                             n_vis <= 0 ? 0 : (n_vis + ATT_KEYS - 1) / ATT_KEYS, head_dim,
+                             cg * ATT_CMB_CH, flags,
                              out + (size_t)i * q_width + (size_t)h * head_dim,
-                             lse == NULL ? NULL : lse + (size_t)h * n_q + i);
+                             lse == NULL || cg != 0 ? NULL : lse + (size_t)h * n_q + i, &sm);
     }
 }
 
@@ -100,10 +109,11 @@ static int attention_launch(const void *q, const void *k_cache, const void *v_ca
                             int head_dim, int q_pos0, float scale, int causal, int flags) {
     typedef typename gp_elem<DT>::type S;
     void (*split)(const S *, const S *, const S *, float *, int, int, int, int, int, int, int, int,
-                  float, int, int) = attention_split_kernel<DT>;
+                  float, int, int, int) = attention_split_kernel<DT>;
     void (*combine)(const float *, S *, float *, int, int, int, int, int, int, int, int, int, int) =
         attention_combine_kernel<DT>;
     const int causal_prev = (flags & ATT_CAUSAL_PREV) != 0;
+    const int vec = att_caches_aligned(k_cache, v_cache);
     const size_t stride = (size_t)head_dim + 2;
     /* bytes per query at the most splits any query has; queries per chunk */
     const int max_splits = gp_attn_splits(n_kv);
@@ -127,14 +137,15 @@ static int attention_launch(const void *q, const void *k_cache, const void *v_ca
         if (n_splits < 1) {
             n_splits = 1; /* a row without keys (attn_causal_prev): combine only */
         }
-        const long long units1 = (long long)n_rows * n_heads * n_splits;
+        const long long units1 = (long long)n_rows * n_kv_heads *
+                                 att_head_chunks(n_heads, n_kv_heads) * att_units_per_row(n_splits);
         hipLaunchKernelGGL(split, dim3(gp_grid(units1)), dim3(ATT_THREADS), 0, 0, (const S *)q,
                            (const S *)k_cache, (const S *)v_cache, att_ws.ptr, i0, n_rows, n_splits,
-                           n_kv, n_heads, n_kv_heads, head_dim, q_pos0, scale, causal, flags);
+                           n_kv, n_heads, n_kv_heads, head_dim, q_pos0, scale, causal, flags, vec);
         if ((rc = gp_hip_check_launch("gp_attention", "attention_splitkv64")) != GP_OK) {
             return rc;
         }
-        const long long units2 = (long long)n_rows * n_heads;
+        const long long units2 = (long long)n_rows * n_heads * att_cmb_groups(head_dim);
         hipLaunchKernelGGL(combine, dim3(gp_grid(units2)), dim3(ATT_THREADS), 0, 0,
                            (const float *)att_ws.ptr, (S *)out, lse, i0, n_rows, n_splits, n_q,
                            n_kv, n_heads, head_dim, q_pos0, causal, flags);

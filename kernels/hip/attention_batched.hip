@@ -5,11 +5,11 @@
  * causally to its keys 0 .. kv_len[b] - 1, cache rows kv_start[b] ...
  *
  * The same two kernels as gp_attention (attention.hip), through the same
- * device code (attention_splitkv.h: att_split_unit, att_combine_unit): a
- * unit is (sequence b, head h, split s) instead of (query i, head h, split
- * s), with the caches offset to the sequence's first row, so row b is
- * bit-identical to gp_attention(n_q = 1, n_kv = kv_len[b], q_pos0 =
- * kv_len[b] - 1) on those rows: the splits count from the sequence's key 0.
+ * device code (attention_splitkv.h: att_group_unit, att_combine_unit): a
+ * unit is (sequence b, KV head g, head chunk, split pair) instead of
+ * (query i, KV head g, head chunk, split pair), with the caches offset to the sequence's first row,
+ * so row b is bit-identical to gp_attention(n_q = 1, n_kv = kv_len[b], q_pos0 = kv_len[b] - 1) on
+ * those rows: the splits count from the sequence's key 0.
  *
  * The per-sequence arrays stay in device memory: the host never reads them
  * (no synchronizing copy in a decode step), so the workspace and grid are
@@ -30,7 +30,8 @@ __device__ __forceinline__ bool att_span_ok(int start, int n, int capacity) {
 }
 
 /* Sequences b0 .. b0 + n_rows - 1; the workspace holds n_splits splits of
- * (head_dim + 2) floats per (sequence - b0, head). */
+ * (head_dim + 2) floats per (sequence - b0, head). A unit (att_group_unit)
+ * is (sequence, KV head g, head chunk, split pair). */
 template <int DT>
 __global__ __launch_bounds__(ATT_THREADS) void attention_batched_split_kernel(
     const typename gp_elem<DT>::type *__restrict__ q,
@@ -38,35 +39,36 @@ __global__ __launch_bounds__(ATT_THREADS) void attention_batched_split_kernel(
     const typename gp_elem<DT>::type *__restrict__ v_cache, float *__restrict__ ws,
     const int32_t *__restrict__ kv_start, const int32_t *__restrict__ kv_len, int b0, int n_rows,
     int n_splits, int capacity, int n_heads, int n_kv_heads, int head_dim, float scale, int flags,
-    int start_off) {
-    __shared__ float qs[GP_MAX_HEAD_DIM];
-    __shared__ float ks[ATT_KEYS * ATT_LDK];
-    __shared__ float ps[ATT_KEYS];
+    int start_off, int vec) {
+    __shared__ att_smem sm;
     const size_t q_width = (size_t)n_heads * head_dim;
     const size_t kv_width = (size_t)n_kv_heads * head_dim;
     const size_t stride = (size_t)head_dim + 2;
-    const long long units = (long long)n_rows * n_heads * n_splits;
+    const int n_chunks = att_head_chunks(n_heads, n_kv_heads);
+    const int n_pairs = att_units_per_row(n_splits);
+    const long long units = (long long)n_rows * n_kv_heads * n_chunks * n_pairs;
     for (long long u = blockIdx.x; u < units; u += gridDim.x) {
-        const int s = (int)(u % n_splits);
-        const long long rest = u / n_splits;
-        const int h = (int)(rest % n_heads);
-        const int bl = (int)(rest / n_heads);
+        const int pair = (int)(u % n_pairs);
+        long long rest = u / n_pairs;
+        const int chunk = (int)(rest % n_chunks);
+        rest /= n_chunks;
+        const int g = (int)(rest % n_kv_heads);
+        const int bl = (int)(rest / n_kv_heads);
         const int b = b0 + bl;
         const int n = kv_len[b], start = kv_start[b];
         if (!att_span_ok(start, n, capacity)) {
             continue; /* block-uniform: the sequence is skipped */
         }
         const int n_vis = att_visible(0, n, n - 1, 1, flags);
-        if (s * ATT_KEYS >= n_vis) {
-            continue; /* no visible key in the split (block-uniform) */
+        if (pair * ATT_ROWS >= n_vis) {
+            continue; /* no visible key in the unit (block-uniform) */
         }
         const size_t first = (size_t)gp_batched_first_row(start, n, capacity, start_off);
-        const int g = att_kv_head(h, n_heads, n_kv_heads, flags);
-        att_split_unit<DT>(
-            q + (size_t)b * q_width + (size_t)h * head_dim,
-            k_cache + first * kv_width + (size_t)g * head_dim,
-            v_cache + first * kv_width + (size_t)g * head_dim, kv_width, head_dim, s, n_vis, scale,
-            ws + ((size_t)bl * n_heads + h) * n_splits * stride + (size_t)s * stride, qs, ks, ps);
+        att_group_unit<DT>(q + (size_t)b * q_width,
+                           k_cache + first * kv_width + (size_t)g * head_dim,
+                           v_cache + first * kv_width + (size_t)g * head_dim, kv_width, head_dim, g,
+                           chunk, n_heads, n_kv_heads, flags, pair, n_vis, scale,
+                           ws + (size_t)bl * n_heads * n_splits * stride, n_splits, vec != 0, &sm);
     }
 }
 
@@ -76,12 +78,15 @@ __global__ __launch_bounds__(ATT_THREADS) void attention_batched_combine_kernel(
     float *__restrict__ lse, const int32_t *__restrict__ kv_start,
     const int32_t *__restrict__ kv_len, int b0, int n_rows, int n_splits, int B, int capacity,
     int n_heads, int head_dim, int flags) {
+    __shared__ att_cmb_smem sm;
     const size_t q_width = (size_t)n_heads * head_dim;
     const size_t stride = (size_t)head_dim + 2;
-    const long long units = (long long)n_rows * n_heads;
+    const int n_groups = att_cmb_groups(head_dim);
+    const long long units = (long long)n_rows * n_heads * n_groups;
     for (long long u = blockIdx.x; u < units; u += gridDim.x) {
-        const int h = (int)(u % n_heads);
-        const int bl = (int)(u / n_heads);
+        const int cg = (int)(u % n_groups);
+        const int h = (int)(u / n_groups % n_heads);
+        const int bl = (int)(u / n_groups / n_heads);
         const int b = b0 + bl;
         const int n = kv_len[b];
         if (!att_span_ok(kv_start[b], n, capacity)) {
@@ -89,9 +94,10 @@ __global__ __launch_bounds__(ATT_THREADS) void attention_batched_combine_kernel(
         }
         const int n_vis = att_visible(0, n, n - 1, 1, flags);
         att_combine_unit<DT>(ws + ((size_t)bl * n_heads + h) * n_splits * stride,
-                             n_vis <= 0 ? 0 : (n_vis + ATT_KEYS - 1) / ATT_KEYS, head_dim, flags,
+                             n_vis <= 0 ? 0 : (n_vis + ATT_KEYS - 1) / ATT_KEYS, head_dim,
+                             cg * ATT_CMB_CH, flags,
                              out + (size_t)b * q_width + (size_t)h * head_dim,
-                             lse == NULL ? NULL : lse + (size_t)h * B + b);
+                             lse == NULL || cg != 0 ? NULL : lse + (size_t)h * B + b, &sm);
     }
 }
 
@@ -104,11 +110,12 @@ static int attention_batched_launch(const void *q, const void *k_cache, const vo
     static const char fn[] = "gp_attention_batched";
     typedef typename gp_elem<DT>::type S;
     void (*split)(const S *, const S *, const S *, float *, const int32_t *, const int32_t *, int,
-                  int, int, int, int, int, int, float, int, int) =
+                  int, int, int, int, int, int, float, int, int, int) =
         attention_batched_split_kernel<DT>;
     void (*combine)(const float *, S *, float *, const int32_t *, const int32_t *, int, int, int,
                     int, int, int, int, int) = attention_batched_combine_kernel<DT>;
     const size_t stride = (size_t)head_dim + 2;
+    const int vec = att_caches_aligned(k_cache, v_cache);
     /* the most splits a sequence can have: capacity keys */
     const int n_splits = gp_attn_splits(capacity);
     const size_t per_seq = (size_t)n_heads * (size_t)n_splits * stride * sizeof(float);
@@ -125,15 +132,16 @@ static int attention_batched_launch(const void *q, const void *k_cache, const vo
     }
     for (int b0 = 0; b0 < B; b0 += (int)chunk) {
         const int n_rows = (int)chunk < B - b0 ? (int)chunk : B - b0;
-        const long long units1 = (long long)n_rows * n_heads * n_splits;
+        const long long units1 = (long long)n_rows * n_kv_heads *
+                                 att_head_chunks(n_heads, n_kv_heads) * att_units_per_row(n_splits);
         hipLaunchKernelGGL(split, dim3(gp_grid(units1)), dim3(ATT_THREADS), 0, 0, (const S *)q,
                            (const S *)k_cache, (const S *)v_cache, att_ws.ptr, kv_start, kv_len, b0,
                            n_rows, n_splits, capacity, n_heads, n_kv_heads, head_dim, scale, flags,
-                           start_off);
+                           start_off, vec);
         if ((rc = gp_hip_check_launch(fn, "attention_batched_splitkv64")) != GP_OK) {
             return rc;
         }
-        const long long units2 = (long long)n_rows * n_heads;
+        const long long units2 = (long long)n_rows * n_heads * att_cmb_groups(head_dim);
         hipLaunchKernelGGL(combine, dim3(gp_grid(units2)), dim3(ATT_THREADS), 0, 0,
                            (const float *)att_ws.ptr, (S *)out, lse, kv_start, kv_len, b0, n_rows,
                            n_splits, B, capacity, n_heads, head_dim, flags);
