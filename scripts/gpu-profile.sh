@@ -19,24 +19,25 @@ mkdir -p "$OUT" "$LOG"
 SUM="$OUT/summary.txt"
 : >"$SUM"
 
-# NAME|kernel regex|launches to skip|benchmark regex
+# NAME;kernel regex;launches to skip;launches profiled;benchmark regex
 PROFILES=(
-    "gemm-mfma-f16-up-m512|regex:gemm_tile_kernel|5|BenchmarkLinear/llama3-8b.mlp_up.14336x4096/f16/M=512\$/mfma\$"
-    "gemm-cublas-f16-up-m512|regex:^(sm90|sm80|cutlass|nvjet|.*gemm)|5|BenchmarkLinear/llama3-8b.mlp_up.14336x4096/f16/M=512\$/blas\$"
-    "gemm-mfma-f16-q-m2048|regex:gemm_tile_kernel|5|BenchmarkLinear/llama3-8b.q_proj.4096x4096/f16/M=2048\$/mfma\$"
-    "gemv-valu-f16-q-m1|regex:gemv|5|BenchmarkLinear/llama3-8b.q_proj.4096x4096/f16/M=1\$/valu\$"
-    "gemv-valu-f16-up-m1|regex:gemv|5|BenchmarkLinear/llama3-8b.mlp_up.14336x4096/f16/M=1\$/valu\$"
-    "attn-qk-f16-kv512|regex:attn_scores|5|BenchmarkDecodeAttention/f16/kv=512/qk\$"
-    "attn-qk-f16-kv4096|regex:attn_scores|5|BenchmarkDecodeAttention/f16/kv=4096/qk\$"
-    "attn-softmax-f16-kv4096|regex:softmax|5|BenchmarkDecodeAttention/f16/kv=4096/softmax\$"
-    "attn-pv-f16-kv4096|regex:attn_pv|5|BenchmarkDecodeAttention/f16/kv=4096/pv\$"
-    "attn-fused-f16-kv4096|regex:attention|5|BenchmarkDecodeAttention/f16/kv=4096/fused\$"
-    "attn-fused-f16-kv32768|regex:attention|5|BenchmarkDecodeAttention/f16/kv=32768/fused\$"
+    "gemm-wgmma-f16-up-m512;regex:gemm_wgmma;5;1;BenchmarkLinear/llama3-8b.mlp_up.14336x4096/f16/M=512\$/mfma\$"
+    "gemm-wgmma-f16-down-m512;regex:gemm_wgmma;5;1;BenchmarkLinear/llama3-8b.mlp_down.4096x14336/f16/M=512\$/mfma\$"
+    "gemm-cublas-f16-up-m512;regex:sm90|nvjet|cutlass|xmma;5;1;BenchmarkLinear/llama3-8b.mlp_up.14336x4096/f16/M=512\$/blas\$"
+    "gemv-valu-f16-q-m1;regex:gemv;5;1;BenchmarkLinear/llama3-8b.q_proj.4096x4096/f16/M=1\$/valu\$"
+    "attn-qk-f16-kv4096;regex:attn_scores;5;1;BenchmarkDecodeAttention/f16/kv=4096/qk\$"
+    "attn-softmax-f16-kv4096;regex:softmax;9;3;BenchmarkDecodeAttention/f16/kv=4096/softmax\$"
+    "attn-pv-f16-kv4096;regex:attn_pv;6;2;BenchmarkDecodeAttention/f16/kv=4096/pv\$"
+    "attn-pv-f16-kv32768;regex:attn_pv;6;2;BenchmarkDecodeAttention/f16/kv=32768/pv\$"
+    "attn-fused-f16-kv4096;regex:attention_;6;2;BenchmarkDecodeAttention/f16/kv=4096/fused\$"
+    "attn-fused-f16-kv32768;regex:attention_;6;2;BenchmarkDecodeAttention/f16/kv=32768/fused\$"
 )
+# Why warps wait (percent of active warp cycles per reason).
+STALLS=smsp__warp_issue_stalled_long_scoreboard_per_warp_active.pct,smsp__warp_issue_stalled_barrier_per_warp_active.pct,smsp__warp_issue_stalled_wait_per_warp_active.pct,smsp__warp_issue_stalled_math_pipe_throttle_per_warp_active.pct,smsp__warp_issue_stalled_short_scoreboard_per_warp_active.pct,smsp__warp_issue_stalled_mio_throttle_per_warp_active.pct,smsp__warp_issue_stalled_lg_throttle_per_warp_active.pct,smsp__warp_issue_stalled_membar_per_warp_active.pct,smsp__warp_issue_stalled_sleeping_per_warp_active.pct
 SECTIONS="--section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis"
 want=" $* "
 for p in "${PROFILES[@]}"; do
-    IFS='|' read -r name kern skip bench <<<"$p"
+    IFS=';' read -r name kern skip count bench <<<"$p"
     if [ $# -gt 0 ] && [[ "$want" != *" $name "* ]]; then
         continue
     fi
@@ -44,15 +45,15 @@ for p in "${PROFILES[@]}"; do
         echo "$name: skipped (deadline)" >>"$SUM"
         continue
     fi
-    # -c 2: the kernel of interest and, for two-kernel stages (split and
-    # combine), its partner.
-    timeout 120 ncu --target-processes all -k "$kern" --launch-skip "$skip" -c 2 $SECTIONS \
+    # -c: every kernel of one call of the stage (split and combine, ...).
+    timeout 120 ncu --target-processes all -k "$kern" --launch-skip "$skip" -c "$count" $SECTIONS \
+        --metrics "$STALLS" \
         build/parity.test -test.run '^$' -test.bench "$bench" -test.benchtime 1x \
         -parity.require-device -parity.lib "$LIB" >"$LOG/$name.txt" 2>&1
     rc=$?
     {
         echo "== $name (rc $rc): $bench"
-        grep -E '^  [a-z_].*\(|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per Thread|Dynamic Shared Memory Per Block|Grid Size|Block Size|Waves Per SM|Issue Slots Busy|No Eligible|Active Warps Per Scheduler|Eligible Warps Per Scheduler|L2 Hit Rate|Warp Cycles Per Issued|Executed Ipc Active|SM Busy' "$LOG/$name.txt" | head -60
+        grep -E '^  [a-z_].*\(|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per Thread|Dynamic Shared Memory Per Block|Grid Size|Block Size|Waves Per SM|Issue Slots Busy|No Eligible|Active Warps Per Scheduler|Eligible Warps Per Scheduler|L2 Hit Rate|Warp Cycles Per Issued|Executed Ipc Active|SM Busy|stalled' "$LOG/$name.txt" | head -60
     } >>"$SUM"
 done
 tar -czf "$OUT/profiles.tar.gz" -C "$LOG" .
