@@ -48,12 +48,13 @@
  * (head_dim + 2) floats per (row - i0, head). A unit (att_group_unit) is
  * (row, KV head g, head chunk, split pair). */
 template <int DT>
-__global__ __launch_bounds__(ATT_THREADS) void attention_split_kernel(
-    const typename gp_elem<DT>::type *__restrict__ q,
-    const typename gp_elem<DT>::type *__restrict__ k_cache,
-    const typename gp_elem<DT>::type *__restrict__ v_cache, float *__restrict__ ws, int i0,
-    int n_rows, int n_splits, int n_kv, int n_heads, int n_kv_heads, int head_dim, int q_pos0,
-    float scale, int causal, int flags, int vec) {
+__global__ ATT_SPLIT_BOUNDS void
+attention_split_kernel(const typename gp_elem<DT>::type *__restrict__ q,
+                       const typename gp_elem<DT>::type *__restrict__ k_cache,
+                       const typename gp_elem<DT>::type *__restrict__ v_cache,
+                       float *__restrict__ ws, int i0, int n_rows, int n_splits, int n_kv,
+                       int n_heads, int n_kv_heads, int head_dim, int q_pos0, float scale,
+                       int causal, int flags, int vec) {
     __shared__ att_smem sm;
     const size_t q_width = (size_t)n_heads * head_dim;
     const size_t stride = (size_t)head_dim + 2;

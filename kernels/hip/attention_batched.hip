@@ -33,13 +33,14 @@ __device__ __forceinline__ bool att_span_ok(int start, int n, int capacity) {
  * (head_dim + 2) floats per (sequence - b0, head). A unit (att_group_unit)
  * is (sequence, KV head g, head chunk, split pair). */
 template <int DT>
-__global__ __launch_bounds__(ATT_THREADS) void attention_batched_split_kernel(
-    const typename gp_elem<DT>::type *__restrict__ q,
-    const typename gp_elem<DT>::type *__restrict__ k_cache,
-    const typename gp_elem<DT>::type *__restrict__ v_cache, float *__restrict__ ws,
-    const int32_t *__restrict__ kv_start, const int32_t *__restrict__ kv_len, int b0, int n_rows,
-    int n_splits, int capacity, int n_heads, int n_kv_heads, int head_dim, float scale, int flags,
-    int start_off, int vec) {
+__global__ ATT_SPLIT_BOUNDS void
+attention_batched_split_kernel(const typename gp_elem<DT>::type *__restrict__ q,
+                               const typename gp_elem<DT>::type *__restrict__ k_cache,
+                               const typename gp_elem<DT>::type *__restrict__ v_cache,
+                               float *__restrict__ ws, const int32_t *__restrict__ kv_start,
+                               const int32_t *__restrict__ kv_len, int b0, int n_rows, int n_splits,
+                               int capacity, int n_heads, int n_kv_heads, int head_dim, float scale,
+                               int flags, int start_off, int vec) {
     __shared__ att_smem sm;
     const size_t q_width = (size_t)n_heads * head_dim;
     const size_t kv_width = (size_t)n_kv_heads * head_dim;

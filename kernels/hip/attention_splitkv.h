@@ -48,8 +48,22 @@
 #define ATT_SPB 2                     /* splits per unit */
 #define ATT_ROWS (ATT_SPB * ATT_KEYS) /* keys per unit: the tile's rows */
 #define ATT_THREADS ATT_ROWS          /* threads per block: one per tile row */
-#define ATT_HPB 4                     /* query heads per unit (a float4 of q or p) */
-#define ATT_SLAB_BYTES 256            /* bytes of a tile row per slab */
+/* __launch_bounds__ blocks per SM / CU of the split kernels: a register cap
+ * (at most 128 per thread on NVIDIA at 4) that buys occupancy for the
+ * memory stream. Measured on an H200 (docs/PERFORMANCE.md): 4 gave
+ * 98-107 us at KV 32768 against 110-133 us uncapped, the same at KV 4096;
+ * 5 and 8 spill and lose. -D override for variants. */
+#if !defined(ATT_MIN_BLOCKS) && defined(GP_NVIDIA)
+#define ATT_MIN_BLOCKS 4
+#endif /* NVIDIA default; AMD: the compiler's choice (4 does not fit gfx942) */
+#if defined(ATT_MIN_BLOCKS)
+#define ATT_SPLIT_BOUNDS __launch_bounds__(ATT_THREADS, ATT_MIN_BLOCKS)
+#else
+#define ATT_SPLIT_BOUNDS __launch_bounds__(ATT_THREADS)
+#endif /* ATT_MIN_BLOCKS */
+
+#define ATT_HPB 4          /* query heads per unit (a float4 of q or p) */
+#define ATT_SLAB_BYTES 256 /* bytes of a tile row per slab */
 #define ATT_SLAB_WORDS (ATT_SLAB_BYTES / 4)
 #define ATT_LDW (ATT_SLAB_WORDS + 1)                           /* shared row stride in words: odd */
 #define ATT_VPT (ATT_ROWS * ATT_SLAB_BYTES / 16 / ATT_THREADS) /* 16-byte loads per thread */

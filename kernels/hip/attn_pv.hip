@@ -80,10 +80,19 @@ __device__ __forceinline__ void pv_load4(const typename gp_elem<DT>::type *p, fl
 /* Queries i0 .. i0 + n_rows - 1; ws holds n_chunks * head_dim floats per
  * (row of the batch, head). */
 template <int DT>
-__global__ __launch_bounds__(PV_THREADS) void attn_pv_chunk_kernel(
-    const float *__restrict__ probs, const typename gp_elem<DT>::type *__restrict__ v_cache,
-    float *__restrict__ ws, int i0, int n_rows, int n_chunks, int n_q, int n_kv, int n_heads,
-    int n_kv_heads, int head_dim, int gqa_modulo, int vec_ok) {
+/* PV_MIN_BLOCKS (-D, for variants): a __launch_bounds__ register cap; left
+ * out by default, where the compiler's choice measured best on an H200
+ * (caps of 6 and 8 blocks spill and run 40-70 % slower at KV 4096). */
+#if defined(PV_MIN_BLOCKS)
+#define PV_BOUNDS __launch_bounds__(PV_THREADS, PV_MIN_BLOCKS)
+#else
+#define PV_BOUNDS __launch_bounds__(PV_THREADS)
+#endif /* PV_MIN_BLOCKS */
+__global__ PV_BOUNDS void
+attn_pv_chunk_kernel(const float *__restrict__ probs,
+                     const typename gp_elem<DT>::type *__restrict__ v_cache, float *__restrict__ ws,
+                     int i0, int n_rows, int n_chunks, int n_q, int n_kv, int n_heads,
+                     int n_kv_heads, int head_dim, int gqa_modulo, int vec_ok) {
     typedef typename gp_elem<DT>::type S;
     constexpr int VEC = gp_vec<DT>::n;
     constexpr int VR = pv_vr<DT>::n;
