@@ -446,6 +446,27 @@ static void check_attest(const char *what, int want_route, int want_split) {
           "%s: truncated kernel name '%s' vs '%s'", what, small, kernel);
 }
 
+/* gp_attn_pv attests its key chunks (ABI 3): route 0, tile_n =
+ * GP_ATTN_PV_CHUNK_KEYS, split_k = the chunks of n_kv keys, no other tile. */
+static void check_attest_pv_chunks(int n_kv) {
+    int route = -1, tm = -1, tn = -1, tk = -1, split = -1;
+    const int want = (n_kv + GP_ATTN_PV_CHUNK_KEYS - 1) / GP_ATTN_PV_CHUNK_KEYS;
+    char kernel[GP_KERNEL_NAME_CAP];
+    if (!cap.attestation) {
+        return;
+    }
+    memset(kernel, 0, sizeof kernel);
+    if (!check_ok(gp.last_launch(&route, &tm, &tn, &tk, &split, kernel, (int)sizeof kernel),
+                  "gp_last_launch")) {
+        return;
+    }
+    check(route == 0 && tm == 0 && tn == GP_ATTN_PV_CHUNK_KEYS && tk == 0 && split == want &&
+              kernel[0] != '\0',
+          "gp_attn_pv: attests route %d tiles %dx%dx%d split %d kernel '%s', want route 0, "
+          "0x%dx0, %d chunks of n_kv=%d",
+          route, tm, tn, tk, split, kernel, GP_ATTN_PV_CHUNK_KEYS, want, n_kv);
+}
+
 /* ---- linear -------------------------------------------------------------------- */
 
 static int valu_split(int N, int K) {
@@ -977,7 +998,7 @@ static void test_attn_pv(void) {
                 continue;
             }
             o = dev_download_checked(dout, no * es, es, "gp_attn_pv");
-            check_attest("gp_attn_pv", 0, 1);
+            check_attest_pv_chunks(a.n_kv);
             for (i = 0; i < a.n_q; i++) {
                 for (h = 0; h < a.n_heads; h++) {
                     for (c = 0; c < a.head_dim; c++) {
