@@ -17,9 +17,9 @@
  *         + seg_s), a segment's sum being gp_block_sum's fixed tree over
  *         the threads' sums, each over its keys in (r, k) order;
  *   p_j = e_j / sum.
- * A row of one segment (n_kv <= SM_SEG) runs in one kernel, a block per
- * row with the keys in registers; a longer row in three, a block per
- * (row, segment) each, so that a decode call (n_heads rows) fills the GPU:
+ * A row of up to SM_ROW_SEGS segments (n_kv <= 8192) runs in one kernel, a
+ * block per row with the keys in registers; a longer row in three, a block
+ * per (row, segment) each, so that a decode call (n_heads rows) fills the GPU:
  * segment maxima to a workspace; e_j to probs and the segment sums to the
  * workspace; p_j = e_j / sum in place. Both routes compute the same
  * values: a segment past the last key sums to +0, and sum + 0 = sum.
@@ -34,6 +34,7 @@
 #define SM_R 2                       /* float4 loads per thread per segment */
 #define SM_SEG (GP_BLOCK * 4 * SM_R) /* keys per segment: 2048 */
 #define SM_WS_CAP ((size_t)64 << 20)
+#define SM_ROW_SEGS 4 /* segments a one-block-per-row launch takes: 8192 keys */
 
 __device__ __forceinline__ float softmax_exp(float d) { return (float)exp((double)d); }
 
@@ -100,7 +101,10 @@ __device__ __forceinline__ float sm_thread_max(const float *v) {
     return mx;
 }
 
-/* Rows of one segment (n_kv <= SM_SEG): a block per row, keys in registers. */
+/* Rows of up to NSEG segments (n_kv <= NSEG * SM_SEG): a block per row, the
+ * keys in registers, the same segment sums in the same order as the
+ * three-kernel route (a segment past the last key sums to +0). */
+template <int NSEG>
 __global__ __launch_bounds__(GP_BLOCK) void softmax_row_kernel(const float *scores, float *probs,
                                                                long long n_rows, int n_kv, int vec,
                                                                int no_max) {
@@ -108,18 +112,31 @@ __global__ __launch_bounds__(GP_BLOCK) void softmax_row_kernel(const float *scor
     for (long long row = blockIdx.x; row < n_rows; row += gridDim.x) {
         const float *s = scores + (size_t)row * n_kv;
         float *p = probs + (size_t)row * n_kv;
-        float v[4 * SM_R];
-        sm_load(s, 0, n_kv, vec, v);
-        float m = gp_block_max(sm_thread_max(v), scratch);
+        float v[NSEG][4 * SM_R];
+        float mx = -GP_INF;
+#pragma unroll
+        for (int g = 0; g < NSEG; g++) {
+            sm_load(s, g, n_kv, vec, v[g]);
+            mx = fmaxf(mx, sm_thread_max(v[g]));
+        }
+        float m = gp_block_max(mx, scratch);
         if (no_max) {
             m = 0.0f;
         }
-        const float sum = gp_block_sum(sm_exp_sum(v, m), scratch);
+        float sum = 0.0f;
 #pragma unroll
-        for (int e = 0; e < 4 * SM_R; e++) {
-            v[e] = v[e] / sum;
+        for (int g = 0; g < NSEG; g++) {
+            const float seg = gp_block_sum(sm_exp_sum(v[g], m), scratch);
+            sum = g == 0 ? seg : sum + seg;
         }
-        sm_store(p, 0, n_kv, vec, v);
+#pragma unroll
+        for (int g = 0; g < NSEG; g++) {
+#pragma unroll
+            for (int e = 0; e < 4 * SM_R; e++) {
+                v[g][e] = v[g][e] / sum;
+            }
+            sm_store(p, g, n_kv, vec, v[g]);
+        }
     }
 }
 
@@ -207,9 +224,14 @@ extern "C" int gp_softmax(const float *scores, float *probs, int n_heads, int n_
     const int vec =
         (n_kv % 4 == 0 && ((uintptr_t)scores & 15u) == 0 && ((uintptr_t)probs & 15u) == 0) ? 1 : 0;
     const int n_seg = (n_kv + SM_SEG - 1) / SM_SEG;
-    if (n_seg == 1) {
-        hipLaunchKernelGGL(softmax_row_kernel, dim3(gp_grid(n_rows)), dim3(GP_BLOCK), 0, 0, scores,
-                           probs, n_rows, n_kv, vec, no_max);
+    if (n_seg <= SM_ROW_SEGS) {
+        /* one launch: a block per row (measured on an H200 at n_q = 1, 32 rows:
+         * faster than the three launches up to 8192 keys, docs/PERFORMANCE.md) */
+        void (*kernel)(const float *, float *, long long, int, int, int) =
+            n_seg == 1 ? softmax_row_kernel<1>
+                       : (n_seg == 2 ? softmax_row_kernel<2> : softmax_row_kernel<SM_ROW_SEGS>);
+        hipLaunchKernelGGL(kernel, dim3(gp_grid(n_rows)), dim3(GP_BLOCK), 0, 0, scores, probs,
+                           n_rows, n_kv, vec, no_max);
         if ((rc = gp_hip_check_launch("gp_softmax", "softmax_row")) != GP_OK) {
             return rc;
         }
@@ -239,6 +261,6 @@ extern "C" int gp_softmax(const float *scores, float *probs, int n_heads, int n_
             }
         }
     }
-    gp_attest(0, 0, 0, 0, 1, n_seg == 1 ? "softmax_row" : "softmax_segmented");
+    gp_attest(0, 0, 0, 0, 1, n_seg <= SM_ROW_SEGS ? "softmax_row" : "softmax_segmented");
     return GP_OK;
 }
