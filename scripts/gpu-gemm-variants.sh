@@ -22,6 +22,7 @@ ROOT=$(pwd)
 VARIANTS=(
     "default||"
     "wg|CUDA_ARCH=sm_90a|"
+    "wgwide12k|CUDA_ARCH=sm_90a|-DGEMM_WG_WIDE_N=12000"
     "wg128s4|CUDA_ARCH=sm_90a|-DGEMM_WG_STAGES_128=4"
     "wg256s3|CUDA_ARCH=sm_90a|-DGEMM_WG_STAGES_256=3"
     "wgall256|CUDA_ARCH=sm_90a|-DGEMM_WG_WIDE_N=1"
@@ -41,7 +42,9 @@ fi
 FULL_RUN='^(TestParity|TestChunkedPrefill|TestBatchedDecode)$'
 SHORT_RUN='^TestParity$/^(tiny-k90|tiny-gqa3)$'
 MAX_VARIANTS=${MAX_VARIANTS:-5}
-BENCH='BenchmarkLinear/llama3-8b\.(q_proj|mlp_up|mlp_down)/./M=(512|2048)$'
+# BENCH (environment) replaces the benchmark selection; FIRST_FULL=0 gives
+# the first variant the short parity run too.
+BENCH=${BENCH:-'BenchmarkLinear/llama3-8b\.(q_proj|mlp_up|mlp_down)/./M=(512|2048)$'}
 
 echo "gemm variants on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" >>"$SUM"
 # room_for_log: at most 6 files under $OUT (summary.txt + 5 logs).
@@ -70,7 +73,7 @@ for v in "${VARIANTS[@]}"; do
              n=(dt=="0"?"f32":(dt=="1"?"f16":"bf16")); printf "  ptxas %-4s %s regs; %s\n", n, r, sp; on=0}' \
         "$LOG/$name.build.log" >>"$SUM"
     run=$SHORT_RUN
-    [ "$count" = 1 ] && run=$FULL_RUN # the first variant run: the full check
+    [ "$count" = 1 ] && [ "${FIRST_FULL:-1}" = 1 ] && run=$FULL_RUN # the first variant run: the full check
     (cd parity && timeout 150 ../build/parity.test -parity.require-device -parity.require=all \
         -parity.lib "$lib" -parity.models tiny-k90,tiny-gqa3,tiny-qwen,long-ctx \
         -test.run "$run") >"$LOG/$name.parity.log" 2>&1
