@@ -88,7 +88,7 @@ const (
 // ---- anchors ---------------------------------------------------------------
 
 var flagBenchAnchorLib = flag.String("parity.bench.anchor-lib", "",
-	"BenchmarkDecodeAttention: also time this library's gp_attention at the same shapes (sub-benchmark fused-anchor, and %anchor on fused), e.g. the PyTorch adapter build/libgp_torch.so, whose gp_attention is SDPA (adapters/torch, docs/ENGINES.md); default: no anchor")
+	"BenchmarkDecodeAttention: also time this library's gp_attention at the same shapes (sub-benchmark fused-anchor, and %anchor on fused), e.g. the PyTorch adapter build/libgreta_parity_torch.so, whose gp_attention is SDPA (adapters/torch, docs/ENGINES.md); default: no anchor")
 
 // benchAnchorLib opens -parity.bench.anchor-lib once per process: nil
 // without the flag; a library that cannot be opened fails the benchmark
