@@ -126,7 +126,7 @@ static int attention_launch(const void *q, const void *k_cache, const void *v_ca
     if (chunk > (size_t)n_q) {
         chunk = (size_t)n_q;
     }
-    int rc = att_workspace("gp_attention", chunk * per_query);
+    int rc = gp_hip_workspace_grow(&att_ws, "gp_attention", chunk * per_query);
     if (rc != GP_OK) {
         return rc;
     }
@@ -141,8 +141,9 @@ static int attention_launch(const void *q, const void *k_cache, const void *v_ca
         const long long units1 = (long long)n_rows * n_kv_heads *
                                  att_head_chunks(n_heads, n_kv_heads) * att_units_per_row(n_splits);
         hipLaunchKernelGGL(split, dim3(gp_grid(units1)), dim3(ATT_THREADS), 0, 0, (const S *)q,
-                           (const S *)k_cache, (const S *)v_cache, att_ws.ptr, i0, n_rows, n_splits,
-                           n_kv, n_heads, n_kv_heads, head_dim, q_pos0, scale, causal, flags, vec);
+                           (const S *)k_cache, (const S *)v_cache, (float *)att_ws.ptr, i0, n_rows,
+                           n_splits, n_kv, n_heads, n_kv_heads, head_dim, q_pos0, scale, causal,
+                           flags, vec);
         if ((rc = gp_hip_check_launch("gp_attention", "attention_splitkv64")) != GP_OK) {
             return rc;
         }

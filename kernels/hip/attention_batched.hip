@@ -127,7 +127,7 @@ static int attention_batched_launch(const void *q, const void *k_cache, const vo
     if (chunk > (size_t)B) {
         chunk = (size_t)B;
     }
-    int rc = att_workspace(fn, chunk * per_seq);
+    int rc = gp_hip_workspace_grow(&att_ws, fn, chunk * per_seq);
     if (rc != GP_OK) {
         return rc;
     }
@@ -136,9 +136,9 @@ static int attention_batched_launch(const void *q, const void *k_cache, const vo
         const long long units1 = (long long)n_rows * n_kv_heads *
                                  att_head_chunks(n_heads, n_kv_heads) * att_units_per_row(n_splits);
         hipLaunchKernelGGL(split, dim3(gp_grid(units1)), dim3(ATT_THREADS), 0, 0, (const S *)q,
-                           (const S *)k_cache, (const S *)v_cache, att_ws.ptr, kv_start, kv_len, b0,
-                           n_rows, n_splits, capacity, n_heads, n_kv_heads, head_dim, scale, flags,
-                           start_off, vec);
+                           (const S *)k_cache, (const S *)v_cache, (float *)att_ws.ptr, kv_start,
+                           kv_len, b0, n_rows, n_splits, capacity, n_heads, n_kv_heads, head_dim,
+                           scale, flags, start_off, vec);
         if ((rc = gp_hip_check_launch(fn, "attention_batched_splitkv64")) != GP_OK) {
             return rc;
         }

@@ -487,37 +487,8 @@ __device__ __forceinline__ void att_combine_unit(const float *__restrict__ part,
     }
 }
 
-/* The split partials between the two kernels: one device buffer per
- * translation unit, grown on demand, never shrunk, kept for the life of the
- * process (the ABI has no unload hook). */
-struct att_workspace_buf {
-    float *ptr;
-    size_t bytes;
-};
-static att_workspace_buf att_ws;
-
-/* Grows att_ws to at least bytes; fn names the entry point in messages. */
-static int att_workspace(const char *fn, size_t bytes) {
-    if (bytes <= att_ws.bytes) {
-        return GP_OK;
-    }
-    if (att_ws.ptr != NULL) {
-        const hipError_t err = hipFree(att_ws.ptr);
-        att_ws.ptr = NULL;
-        att_ws.bytes = 0;
-        if (err != hipSuccess) {
-            return gp_hip_fail(fn, "hipFree (workspace)", err);
-        }
-    }
-    void *p = NULL;
-    const hipError_t err = hipMalloc(&p, bytes);
-    if (err != hipSuccess) {
-        (void)hipGetLastError(); /* a failed allocation is not sticky */
-        return gp_hip_fail(fn, "hipMalloc (workspace)", err);
-    }
-    att_ws.ptr = (float *)p;
-    att_ws.bytes = bytes;
-    return GP_OK;
-}
+/* The split partials between the two kernels (gp_hip_workspace: grown on
+ * demand, kept), one per translation unit. */
+static gp_hip_workspace att_ws;
 
 #endif /* GP_ATTENTION_SPLITKV_H */

@@ -412,23 +412,38 @@ static void dev_free(void *d) { check_ok(gp.free_(d), "gp_free"); }
 
 /* ---- attestation ------------------------------------------------------------- */
 
-static void check_attest(const char *what, int want_route, int want_split) {
-    int route = -1, tm = -1, tn = -1, tk = -1, split = -1;
+/* The last launch's attestation (gp_last_launch). */
+typedef struct attest {
+    int route, tm, tn, tk, split;
     char kernel[GP_KERNEL_NAME_CAP];
-    char small[4];
+} attest;
+
+/* Reads the attestation into a: 0 where the library has none (nothing to
+ * check) or gp_last_launch failed (a counted failure). */
+static int read_attest(attest *a) {
+    a->route = a->tm = a->tn = a->tk = a->split = -1;
+    memset(a->kernel, 0, sizeof a->kernel);
     if (!cap.attestation) {
+        return 0;
+    }
+    return check_ok(gp.last_launch(&a->route, &a->tm, &a->tn, &a->tk, &a->split, a->kernel,
+                                   (int)sizeof a->kernel),
+                    "gp_last_launch");
+}
+
+static void check_attest(const char *what, int want_route, int want_split) {
+    attest a;
+    char small[4];
+    if (!read_attest(&a)) {
         return;
     }
-    memset(kernel, 0, sizeof kernel);
-    if (!check_ok(gp.last_launch(&route, &tm, &tn, &tk, &split, kernel, (int)sizeof kernel),
-                  "gp_last_launch")) {
-        return;
-    }
+    const int route = a.route, tm = a.tm, tn = a.tn, tk = a.tk, split = a.split;
+    const char *kernel = a.kernel;
     check(route == want_route, "%s: attested route %d, want %d", what, route, want_route);
     if (want_split > 0) {
         check(split == want_split, "%s: attested split_k %d, want %d", what, split, want_split);
     }
-    check(kernel[0] != '\0' && strlen(kernel) < sizeof kernel, "%s: attested kernel name '%s'",
+    check(kernel[0] != '\0' && strlen(kernel) < sizeof a.kernel, "%s: attested kernel name '%s'",
           what, kernel);
     if (want_route == GP_ROUTE_MFMA) {
         check(tm > 0 && tn > 0 && tk > 0, "%s: MFMA tiles %dx%dx%d", what, tm, tn, tk);
@@ -449,22 +464,16 @@ static void check_attest(const char *what, int want_route, int want_split) {
 /* gp_attn_pv attests its key chunks (ABI 3): route 0, tile_n =
  * GP_ATTN_PV_CHUNK_KEYS, split_k = the chunks of n_kv keys, no other tile. */
 static void check_attest_pv_chunks(int n_kv) {
-    int route = -1, tm = -1, tn = -1, tk = -1, split = -1;
     const int want = (n_kv + GP_ATTN_PV_CHUNK_KEYS - 1) / GP_ATTN_PV_CHUNK_KEYS;
-    char kernel[GP_KERNEL_NAME_CAP];
-    if (!cap.attestation) {
+    attest a;
+    if (!read_attest(&a)) {
         return;
     }
-    memset(kernel, 0, sizeof kernel);
-    if (!check_ok(gp.last_launch(&route, &tm, &tn, &tk, &split, kernel, (int)sizeof kernel),
-                  "gp_last_launch")) {
-        return;
-    }
-    check(route == 0 && tm == 0 && tn == GP_ATTN_PV_CHUNK_KEYS && tk == 0 && split == want &&
-              kernel[0] != '\0',
+    check(a.route == 0 && a.tm == 0 && a.tn == GP_ATTN_PV_CHUNK_KEYS && a.tk == 0 &&
+              a.split == want && a.kernel[0] != '\0',
           "gp_attn_pv: attests route %d tiles %dx%dx%d split %d kernel '%s', want route 0, "
           "0x%dx0, %d chunks of n_kv=%d",
-          route, tm, tn, tk, split, kernel, GP_ATTN_PV_CHUNK_KEYS, want, n_kv);
+          a.route, a.tm, a.tn, a.tk, a.split, a.kernel, GP_ATTN_PV_CHUNK_KEYS, want, n_kv);
 }
 
 /* ---- linear -------------------------------------------------------------------- */
@@ -1076,16 +1085,13 @@ static unsigned char *run_attention(int dtype, const tensor *q, const tensor *k,
 /* Attestation of gp_attention: route 0, a kernel name; with the header's
  * split (tile_n == GP_ATTN_SPLIT_KEYS), split_k = the longest row's splits. */
 static void check_attest_attention(const char *what, int longest_visible) {
-    int route = -1, tm = -1, tn = -1, tk = -1, split = -1, want;
-    char kernel[GP_KERNEL_NAME_CAP];
-    if (!cap.attestation) {
+    int want;
+    attest a;
+    if (!read_attest(&a)) {
         return;
     }
-    memset(kernel, 0, sizeof kernel);
-    if (!check_ok(gp.last_launch(&route, &tm, &tn, &tk, &split, kernel, (int)sizeof kernel),
-                  "gp_last_launch")) {
-        return;
-    }
+    const int route = a.route, tm = a.tm, tn = a.tn, tk = a.tk, split = a.split;
+    const char *kernel = a.kernel;
     check(route == 0 && kernel[0] != '\0' && split >= 1 && tm >= 0 && tn >= 0 && tk >= 0,
           "%s: attests route %d tiles %dx%dx%d split %d kernel '%s'", what, route, tm, tn, tk,
           split, kernel);
