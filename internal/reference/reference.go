@@ -37,22 +37,14 @@ func RMSNorm(x, w []float64, eps float64) (y []float64, r float64) {
 // are bit-identical to theirs; one pass over the weights instead of two
 // is what makes it worth having (a real MLP's W is 58 M values per row).
 func LinearAbs(x, w, bias []float64, n int) (y, a []float64) {
-	k := len(x)
 	y, a = make([]float64, n), make([]float64, n)
-	parallel.For(n, k, func(lo, hi int) {
-		for j := lo; j < hi; j++ {
-			row := w[j*k : (j+1)*k]
-			var s, m float64
-			for i, xv := range x {
-				p := xv * row[i]
-				s += p
-				m += math.Abs(p)
+	parallel.For(n, len(x), func(lo, hi int) {
+		dotAbsRows(x, w, y, a, lo, hi)
+		if bias != nil {
+			for j := lo; j < hi; j++ {
+				y[j] += bias[j]
+				a[j] += math.Abs(bias[j])
 			}
-			if bias != nil {
-				s += bias[j]
-				m += math.Abs(bias[j])
-			}
-			y[j], a[j] = s, m
 		}
 	})
 	return y, a
@@ -61,19 +53,13 @@ func LinearAbs(x, w, bias []float64, n int) (y, a []float64) {
 // Linear returns y[n] = Σ_k x[k]·W[n,k] + bias[n] for one row x of length
 // K; W is [N, K] row-major; bias may be nil.
 func Linear(x, w, bias []float64, n int) []float64 {
-	k := len(x)
 	y := make([]float64, n)
-	parallel.For(n, k, func(lo, hi int) {
-		for j := lo; j < hi; j++ {
-			row := w[j*k : (j+1)*k]
-			var s float64
-			for i, xv := range x {
-				s += xv * row[i]
+	parallel.For(n, len(x), func(lo, hi int) {
+		dotRows(x, w, y, lo, hi)
+		if bias != nil {
+			for j := lo; j < hi; j++ {
+				y[j] += bias[j]
 			}
-			if bias != nil {
-				s += bias[j]
-			}
-			y[j] = s
 		}
 	})
 	return y

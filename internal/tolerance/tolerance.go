@@ -137,7 +137,6 @@ func LinearFromAbs(abs, ref []float64, k int, dt dtype.Dtype) []float64 {
 // columns, in increasing k as before: decode and prefill usually agree on most of a row, and
 // on forced routes on all of it (then prop is 0 without touching W).
 func LinearProp(dx, w []float64, n int) []float64 {
-	k := len(dx)
 	out := make([]float64, n)
 	var nz []int
 	for i, d := range dx {
@@ -149,14 +148,7 @@ func LinearProp(dx, w []float64, n int) []float64 {
 		return out
 	}
 	parallel.For(n, len(nz), func(lo, hi int) {
-		for j := lo; j < hi; j++ {
-			row := w[j*k : (j+1)*k]
-			var s float64
-			for _, i := range nz {
-				s += math.Abs(dx[i] * row[i])
-			}
-			out[j] = s
-		}
+		reference.AbsDotCols(dx, w, nz, out, lo, hi)
 	})
 	return out
 }
