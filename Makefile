@@ -24,6 +24,7 @@ help:
 	@echo "make kernels-cpu    $(CPU_LIB) (gcc)"
 	@echo "make kernels-cuda   $(CUDA_LIB) (nvcc, CUDA_ARCH=sm_90a: wgmma GEMM; sm_90 or sm_80: mma.sync)"
 	@echo "make kernels-rocm   $(ROCM_LIB) (hipcc, OFFLOAD_ARCH=gfx942)"
+	@echo "make refdev-cuda    the float64 reference on the GPU (kernels/refdev; kernels-cuda and kernels-rocm build it too)"
 	@echo "make check-rocm     compile-check the AMD device code (gfx942, gfx90a)"
 	@echo "make kernels-rocm-clang  $(BUILD)/libgreta_parity_rocm_{gfx90a,gfx940}.so (clang-19, Debian's HIP runtime)"
 	@echo "make check-rocm-lib load those through the suite (-tags rocm): 'no device' skip"
@@ -33,6 +34,7 @@ help:
 
 include kernels/cpu/cpu.mk
 include kernels/hip/hip.mk
+include kernels/refdev/refdev.mk
 -include ci.mk
 -include adapters/torch/torch.mk
 -include adapters/ggml/ggml.mk

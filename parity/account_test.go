@@ -91,6 +91,7 @@ func recordError(t testing.TB, err error) {
 // account is a snapshot of the run for its closing block.
 type account struct {
 	backend, lib      string
+	ref               string // refdevAccount's line
 	libSkip, libFail  string
 	runPattern        string
 	executed          int // cases run by any test (casesRun)
@@ -109,7 +110,7 @@ type skipGroup struct {
 
 // takeAccount snapshots the run (after m.Run).
 func takeAccount() *account {
-	a := &account{backend: backendKind, lib: suite.path, libSkip: suite.skip, libFail: suite.fail,
+	a := &account{backend: backendKind, lib: suite.path, libSkip: suite.skip, libFail: suite.fail, ref: refdevAccount(suite.ref),
 		runPattern: testFlag("test.run"), tableSelected: -1, arts: artifactsDir(), executed: int(casesRun.Load())}
 	summary.Lock()
 	a.cases = append(a.cases, summary.cases...)
@@ -189,6 +190,7 @@ func (a *account) text() string {
 		lib = "not opened"
 	}
 	fmt.Fprintf(&b, "\n=== parity account (%s backend; library: %s) ===\n", a.backend, lib)
+	b.WriteString(a.ref)
 
 	var pass, fail, tablePass, tableFail int
 	byStage := map[string]int{}

@@ -7,4 +7,7 @@ const (
 	backendKind = "rocm"
 	defaultLib  = "build/libgreta_parity_rocm.so"
 	buildHint   = "make kernels-rocm"
+	// refdevName is the float64 reference's GPU library beside the library
+	// under test (-parity.refdev auto); "" for none.
+	refdevName = "libgreta_parity_refdev_rocm.so"
 )

@@ -15,6 +15,7 @@ import (
 	"github.com/gretacore/parity/internal/gpapi"
 	"github.com/gretacore/parity/internal/harness"
 	"github.com/gretacore/parity/internal/model"
+	"github.com/gretacore/parity/internal/refdev"
 	"github.com/gretacore/parity/internal/tolerance"
 )
 
@@ -88,6 +89,9 @@ var suite struct {
 	skip string // why the backend cannot run, if it cannot
 	fail string // why the run cannot go on (an unknown GRETA_FAULT)
 	path string // the library path tried
+	ref  string // where the float64 reference runs (refdev_test.go)
+	// refdev is the float64 reference's GPU library, nil on the host.
+	refdev *refdev.Lib
 }
 
 // openLib returns the library under test, or skips the test with the
@@ -128,6 +132,9 @@ func openLib(t testing.TB) *gpapi.Lib {
 				return
 			}
 			fmt.Fprintf(os.Stderr, "\n!!! parity: FAULT ACTIVE: GRETA_FAULT=%s — the library is deliberately broken; failures are expected !!!\n\n", f)
+		}
+		if suite.ref, suite.fail = openRefdev(path); suite.fail != "" {
+			return
 		}
 		suite.lib = lib
 	})
@@ -180,6 +187,9 @@ func rerunCommand(t testing.TB) string {
 	}
 	if *flagRequire != "" {
 		fmt.Fprintf(&b, " -parity.require %s", *flagRequire)
+	}
+	if *flagRefdev != "auto" {
+		fmt.Fprintf(&b, " -parity.refdev %s", *flagRefdev)
 	}
 	if *flagExpectRoutes != flag.Lookup("parity.expect-routes").DefValue {
 		fmt.Fprintf(&b, " -parity.expect-routes '%s'", *flagExpectRoutes)

@@ -94,9 +94,10 @@ func (s *StageResult) fail(c Check) {
 
 // ctx holds what every comparison of one case needs.
 type ctx struct {
-	c  Case
-	dm dims
-	in *Inputs
+	c   Case
+	dm  dims
+	in  *Inputs
+	ref refIssues // the device reference's failures (refdev.go)
 }
 
 func (k *ctx) layout() int { return int(k.c.Model.Layout()) }

@@ -267,6 +267,12 @@ func Evaluate(c Case, in *Inputs, tr *Trace) *Result {
 			}
 		}
 	}
+	// A failed device reference fails its stage in both modes.
+	for _, is := range k.ref.issues {
+		res.Issues = append(res.Issues, is)
+		attach(is, Chained)
+		attach(is, Isolated)
+	}
 	return res
 }
 

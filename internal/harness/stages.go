@@ -135,7 +135,8 @@ func projection(st, reads stage.Stage, sel func(W *Weights) (w, b []float64), wb
 	}
 	d.ref = func(k *ctx, in stageIn, _, _ int) []float64 {
 		w, b := sel(k.in.W)
-		return reference.Linear(in.x[0], w, b, n(k.dm))
+		y, _ := k.linearRef(st, in.x[0], w, b, n(k.dm), false)
+		return y
 	}
 	d.tol = func(k *ctx, in stageIn, ref []float64, _, _ int) ([]float64, []float64) {
 		w, b := sel(k.in.W)
@@ -143,16 +144,17 @@ func projection(st, reads stage.Stage, sel func(W *Weights) (w, b []float64), wb
 	}
 	d.refTol = func(k *ctx, in stageIn, _, _ int) ([]float64, []float64, []float64) {
 		w, b := sel(k.in.W)
-		ref, abs := reference.LinearAbs(in.x[0], w, b, n(k.dm))
+		ref, abs := k.linearRef(st, in.x[0], w, b, n(k.dm), true)
 		return ref, tolerance.LinearFromAbs(abs, ref, len(in.x[0]), k.c.Dtype), tolerance.EngineLinear(ref, b, k.c.Dtype)
 	}
 	d.prop = func(k *ctx, inD, inP stageIn, _, _ []float64, _, _ int) []float64 {
 		w, _ := sel(k.in.W)
-		return tolerance.LinearProp(diff(inD.x[0], inP.x[0]), w, n(k.dm))
+		dx := diff(inD.x[0], inP.x[0])
+		return k.linearPropRef(st, dx, w, n(k.dm), func() []float64 { return tolerance.LinearProp(dx, w, n(k.dm)) })
 	}
 	d.refRows = func(k *ctx, x []float64, rows int) []float64 {
 		w, b := sel(k.in.W)
-		return reference.LinearRows(x, rows, kdim(k.dm), w, b, n(k.dm))
+		return k.linearRowsRef(st, x, rows, kdim(k.dm), w, b, n(k.dm))
 	}
 	return d
 }

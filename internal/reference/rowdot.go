@@ -110,3 +110,22 @@ func AbsDotCols(v, w []float64, cols []int, out []float64, lo, hi int) {
 		out[j] = s
 	}
 }
+
+// LinearAt returns output j of LinearAbs(x, w, bias, n): y_j and a_j, the
+// same products added in the same order, for a spot check of one output
+// computed elsewhere (the reference library on the GPU: internal/harness,
+// refdev.go).
+func LinearAt(x, w, bias []float64, j int) (y, a float64) {
+	k := len(x)
+	row := w[j*k : (j+1)*k]
+	for i, xv := range x[:len(row)] {
+		p := float64(xv * row[i])
+		y += p
+		a += math.Abs(p)
+	}
+	if bias != nil {
+		y += bias[j]
+		a += math.Abs(bias[j])
+	}
+	return y, a
+}

@@ -1,0 +1,214 @@
+// Package refdev binds the float64 reference's GPU library
+// (kernels/refdev/gp_refdev.h) through purego, as gpapi binds the library
+// under test: one typed func per C symbol, the ABI version checked first,
+// every failure an error that names what was wrong.
+//
+// The library runs the projections' float64 pass (reference.Linear and
+// reference.LinearAbs: one in-order chain of float64 adds per output) on
+// the GPU, where a real model's rows cost a millisecond instead of a
+// second of host cores. Its results are the host loop's bit for bit; the
+// harness audits that on every call (internal/harness, refdev.go).
+package refdev
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sync"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// ABIVersion is the GP_REFDEV_ABI_VERSION this binding speaks.
+const ABIVersion = 1
+
+// DefaultCacheBytes bounds the device memory held by weight copies (float32,
+// 4 bytes a weight): an 8B model's attention and MLP weights are 0.9 GB a
+// set, and a table's (model, dtype) group uses five sets at once.
+const DefaultCacheBytes = 12 << 30
+
+// Lib is an open reference library. Its methods are safe for concurrent
+// use; calls into the library are serialized.
+type Lib struct {
+	Path    string
+	Backend string // gprd_backend(): "cuda sm_90a"
+	// CacheBytes bounds the device bytes of cached weight copies; the
+	// least recently used copy is freed first. Set before the first call.
+	CacheBytes int
+
+	mu     sync.Mutex
+	handle uintptr
+	// int gprd_abi_version(void);
+	abiVersion func() int32
+	// const char *gprd_last_error(void);
+	lastError func() string
+	// const char *gprd_backend(void);
+	backend func() string
+	// int gprd_device_count(void);
+	deviceCount func() int32
+	// int gprd_weights_upload(const float *host, size_t n, void **out);
+	upload func(host *float32, n uint64, out *uintptr) int32
+	// int gprd_weights_free(void *dev);
+	free func(dev uintptr) int32
+	// int gprd_linear(const double *x, const void *w, const double *bias,
+	//                 double *y, double *a, int m, int n, int kdim);
+	linear func(x *float64, w uintptr, bias, y, a *float64, m, n, kdim int32) int32
+
+	lru     *list.List // of *weightCopy, most recently used at the front
+	copies  map[weightKey]*list.Element
+	cached  int // device bytes held
+	Uploads int // weight copies made (for the run's account)
+}
+
+// weightKey names a host weight slice by its backing array and length. A
+// cached copy holds the slice itself, so the array cannot be freed and its
+// address reused while the key exists.
+type weightKey struct {
+	data *float64
+	n    int
+}
+
+type weightCopy struct {
+	key  weightKey
+	host []float64
+	dev  uintptr
+}
+
+// Open loads the library at path, checks gprd_abi_version() first, binds
+// every symbol and checks that a device is visible.
+func Open(path string) (*Lib, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("reference library %s: not found: %w", path, err)
+	}
+	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_LOCAL)
+	if err != nil {
+		return nil, fmt.Errorf("reference library %s: cannot load: %w", path, err)
+	}
+	l := &Lib{Path: path, handle: h, CacheBytes: DefaultCacheBytes, lru: list.New(), copies: map[weightKey]*list.Element{}}
+	if err := l.bind(&l.abiVersion, "gprd_abi_version"); err != nil {
+		return nil, err
+	}
+	if v := l.abiVersion(); v != ABIVersion {
+		return nil, fmt.Errorf("reference library %s: gprd_abi_version() = %d, this harness speaks version %d", path, v, ABIVersion)
+	}
+	for _, b := range []struct {
+		fn   any
+		name string
+	}{
+		{&l.lastError, "gprd_last_error"},
+		{&l.backend, "gprd_backend"},
+		{&l.deviceCount, "gprd_device_count"},
+		{&l.upload, "gprd_weights_upload"},
+		{&l.free, "gprd_weights_free"},
+		{&l.linear, "gprd_linear"},
+	} {
+		if err := l.bind(b.fn, b.name); err != nil {
+			return nil, err
+		}
+	}
+	l.Backend = l.backend()
+	if n := l.deviceCount(); n < 1 {
+		return nil, fmt.Errorf("reference library %s: no device (%s)", path, l.lastError())
+	}
+	return l, nil
+}
+
+func (l *Lib) bind(fptr any, name string) error {
+	sym, err := purego.Dlsym(l.handle, name)
+	if err != nil || sym == 0 {
+		if err == nil {
+			err = errors.New("symbol resolves to NULL")
+		}
+		return fmt.Errorf("reference library %s: missing symbol %s: %w", l.Path, name, err)
+	}
+	purego.RegisterFunc(fptr, sym)
+	return nil
+}
+
+func (l *Lib) check(fn string, rc int32) error {
+	if rc == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: status %d: %s", fn, rc, l.lastError())
+}
+
+// Linear returns y[m,n] = x[m,k]·Wᵀ (+ bias) and, if wantAbs, a[m,n] =
+// Σ_k |x·W| (+ |bias|), every output one in-order float64 chain over k (the
+// host's reference.Linear and reference.LinearAbs, bit for bit). w is the
+// host's [n, k] weight matrix: its device copy is made on first use and
+// kept while the cache holds it. Every value of w must be exact in float32
+// (every storage dtype's is).
+func (l *Lib) Linear(x []float64, m int, w, bias []float64, n int, wantAbs bool) (y, a []float64, err error) {
+	if m < 1 || n < 1 || len(x)%m != 0 || len(x) == 0 {
+		return nil, nil, fmt.Errorf("refdev.Linear: %d x values for %d rows", len(x), m)
+	}
+	k := len(x) / m
+	if len(w) != n*k {
+		return nil, nil, fmt.Errorf("refdev.Linear: W has %d values, want n·k = %d·%d", len(w), n, k)
+	}
+	if bias != nil && len(bias) != n {
+		return nil, nil, fmt.Errorf("refdev.Linear: bias has %d values, want n = %d", len(bias), n)
+	}
+	if max(m, n, k) > math.MaxInt32 {
+		return nil, nil, fmt.Errorf("refdev.Linear: m, n, k = %d, %d, %d exceed int32", m, n, k)
+	}
+	y = make([]float64, m*n)
+	var ap, bp *float64
+	if wantAbs {
+		a = make([]float64, m*n)
+		ap = &a[0]
+	}
+	if bias != nil {
+		bp = &bias[0]
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	dev, err := l.weightsLocked(w)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := l.check("gprd_linear", l.linear(&x[0], dev, bp, &y[0], ap, int32(m), int32(n), int32(k))); err != nil {
+		return nil, nil, err
+	}
+	return y, a, nil
+}
+
+// weightsLocked returns w's device copy, uploading it (as float32) if the
+// cache does not hold it, and freeing least recently used copies beyond
+// CacheBytes. The caller holds l.mu.
+func (l *Lib) weightsLocked(w []float64) (uintptr, error) {
+	key := weightKey{unsafe.SliceData(w), len(w)}
+	if e, ok := l.copies[key]; ok {
+		l.lru.MoveToFront(e)
+		return e.Value.(*weightCopy).dev, nil
+	}
+	f := make([]float32, len(w))
+	for i, v := range w {
+		f[i] = float32(v)
+		if float64(f[i]) != v && !math.IsNaN(v) {
+			return 0, fmt.Errorf("refdev: weight %d = %v is not exact in float32", i, v)
+		}
+	}
+	bytes := 4 * len(w)
+	for l.cached+bytes > l.CacheBytes && l.lru.Len() > 0 {
+		l.evictLocked(l.lru.Back())
+	}
+	var dev uintptr
+	if err := l.check("gprd_weights_upload", l.upload(&f[0], uint64(len(f)), &dev)); err != nil {
+		return 0, err
+	}
+	l.copies[key] = l.lru.PushFront(&weightCopy{key, w, dev})
+	l.cached += bytes
+	l.Uploads++
+	return dev, nil
+}
+
+func (l *Lib) evictLocked(e *list.Element) {
+	c := l.lru.Remove(e).(*weightCopy)
+	delete(l.copies, c.key)
+	l.cached -= 4 * len(c.host)
+	_ = l.free(c.dev) // a failed free leaks device memory, no value
+}

@@ -1,0 +1,62 @@
+/*
+ * gp_refdev.h: the float64 reference on the GPU (libgreta_parity_refdev_*.so).
+ *
+ * The suite's float64 reference walks every projection's weights once per
+ * compared row; on a real model's table that is most of the host's time
+ * (docs/PERFORMANCE.md, "Suite speed"). This library runs the same loop on
+ * the GPU: one thread per output, the products x[k]·W[j,k] rounded to
+ * float64 and added in increasing k, no FMA contraction (-fmad=false /
+ * -ffp-contract=off), the bias added last: the host loop of
+ * internal/reference (dotRows), bit for bit. The suite audits every call:
+ * sampled outputs are recomputed on the host and must be equal bit for bit.
+ *
+ * It is not the library under test and shares no code with it but the
+ * vendor alias header: a kernel bug in kernels/hip cannot reach it.
+ * Every entry point is synchronous and returns 0 or a GP_REFDEV_ERR_* code;
+ * gprd_last_error() says what went wrong. One caller at a time: the entry
+ * points share a device scratch buffer and the error message.
+ */
+#ifndef GP_REFDEV_H
+#define GP_REFDEV_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on any change of a signature or of the arithmetic. */
+#define GP_REFDEV_ABI_VERSION 1
+
+#define GP_REFDEV_OK 0
+#define GP_REFDEV_ERR_ARG 1     /* a null pointer or a size out of range */
+#define GP_REFDEV_ERR_RUNTIME 2 /* the GPU runtime failed (no device, out of memory, ...) */
+
+int gprd_abi_version(void);
+/* The last call's failure, or "". */
+const char *gprd_last_error(void);
+/* "cuda sm_90a" or "hip gfx942": vendor and build target. */
+const char *gprd_backend(void);
+/* Number of visible devices; 0 with gprd_last_error() set when none. */
+int gprd_device_count(void);
+
+/* A device copy of n float32 weights (every storage dtype, f32, f16 and
+ * bf16, is exact in float32). *out receives the device pointer. */
+int gprd_weights_upload(const float *host, size_t n, void **out);
+int gprd_weights_free(void *dev);
+
+/*
+ * y[r,j] = Σ_k x[r,k]·W[j,k] (+ bias[j]) and, when a != NULL,
+ * a[r,j] = Σ_k |x[r,k]·W[j,k]| (+ |bias[j]|), for r < m, j < n, over
+ * k < kdim in increasing order. x [m, kdim] row-major float64 (host),
+ * W [n, kdim] row-major float32 (device, from gprd_weights_upload), bias
+ * [n] float64 (host) or NULL, y and a [m, n] float64 (host).
+ */
+int gprd_linear(const double *x, const void *w, const double *bias, double *y, double *a, int m,
+                int n, int kdim);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GP_REFDEV_H */
