@@ -59,8 +59,13 @@ func refdevAccount(desc string) string {
 	if s.Calls.Load() == 0 {
 		return "float64 reference: " + desc + "\n"
 	}
-	return fmt.Sprintf("float64 reference: %s: %d passes, %d outputs, %d audited on the host bit for bit, %d mismatches\n",
+	line := fmt.Sprintf("float64 reference: %s: %d passes, %d outputs, %d audited on the host bit for bit, %d mismatches",
 		desc, s.Calls.Load(), s.Outputs.Load(), s.Audited.Load(), s.Mismatches.Load())
+	if l := suite.refdev; l != nil {
+		up, upT, passT, waitT := l.Stats()
+		line += fmt.Sprintf("; %d weight uploads %.1f s, passes %.1f s, callers waited %.1f s", up, upT.Seconds(), passT.Seconds(), waitT.Seconds())
+	}
+	return line + "\n"
 }
 
 // TestDeviceReferenceMatchesHost: the reference library's pass equals the

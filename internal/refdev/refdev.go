@@ -17,9 +17,13 @@ import (
 	"math"
 	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
+
+	"github.com/gretacore/parity/internal/parallel"
 )
 
 // ABIVersion is the GP_REFDEV_ABI_VERSION this binding speaks.
@@ -57,10 +61,15 @@ type Lib struct {
 	//                 double *y, double *a, int m, int n, int kdim);
 	linear func(x *float64, w uintptr, bias, y, a *float64, m, n, kdim int32) int32
 
-	lru     *list.List // of *weightCopy, most recently used at the front
-	copies  map[weightKey]*list.Element
-	cached  int // device bytes held
-	Uploads int // weight copies made (for the run's account)
+	lru    *list.List // of *weightCopy, most recently used at the front
+	copies map[weightKey]*list.Element
+	cached int // device bytes held
+	// What the run's account reports, under mu: weight copies made, and the
+	// time spent in uploads (conversion included), in passes, and waiting
+	// for another caller's call to end.
+	Uploads              int
+	UploadTime, PassTime time.Duration
+	WaitTime             time.Duration
 }
 
 // weightKey names a host weight slice by its backing array and length. A
@@ -164,13 +173,20 @@ func (l *Lib) Linear(x []float64, m int, w, bias []float64, n int, wantAbs bool)
 	if bias != nil {
 		bp = &bias[0]
 	}
+	t0 := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	t1 := time.Now()
+	l.WaitTime += t1.Sub(t0)
 	dev, err := l.weightsLocked(w)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := l.check("gprd_linear", l.linear(&x[0], dev, bp, &y[0], ap, int32(m), int32(n), int32(k))); err != nil {
+	t2 := time.Now()
+	l.UploadTime += t2.Sub(t1)
+	err = l.check("gprd_linear", l.linear(&x[0], dev, bp, &y[0], ap, int32(m), int32(n), int32(k)))
+	l.PassTime += time.Since(t2)
+	if err != nil {
 		return nil, nil, err
 	}
 	return y, a, nil
@@ -185,12 +201,21 @@ func (l *Lib) weightsLocked(w []float64) (uintptr, error) {
 		l.lru.MoveToFront(e)
 		return e.Value.(*weightCopy).dev, nil
 	}
+	// The conversion runs under l.mu, which every caller waits on: the
+	// cores share it (a real model's set is 240 M values).
 	f := make([]float32, len(w))
-	for i, v := range w {
-		f[i] = float32(v)
-		if float64(f[i]) != v && !math.IsNaN(v) {
-			return 0, fmt.Errorf("refdev: weight %d = %v is not exact in float32", i, v)
+	var inexact atomic.Int64
+	inexact.Store(-1)
+	parallel.For(len(w), 2, func(lo, hi int) {
+		for i, v := range w[lo:hi] {
+			f[lo+i] = float32(v)
+			if float64(f[lo+i]) != v && !math.IsNaN(v) {
+				inexact.CompareAndSwap(-1, int64(lo+i))
+			}
 		}
+	})
+	if i := inexact.Load(); i >= 0 {
+		return 0, fmt.Errorf("refdev: weight %d = %v is not exact in float32", i, w[i])
 	}
 	bytes := 4 * len(w)
 	for l.cached+bytes > l.CacheBytes && l.lru.Len() > 0 {
@@ -211,4 +236,11 @@ func (l *Lib) evictLocked(e *list.Element) {
 	delete(l.copies, c.key)
 	l.cached -= 4 * len(c.host)
 	_ = l.free(c.dev) // a failed free leaks device memory, no value
+}
+
+// Stats returns the account's figures (see the fields).
+func (l *Lib) Stats() (uploads int, upload, pass, wait time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Uploads, l.UploadTime, l.PassTime, l.WaitTime
 }

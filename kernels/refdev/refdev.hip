@@ -4,13 +4,16 @@
  * kernels/hip/hip_to_cuda.h, like the library under test, but none of its
  * kernels or helpers.
  *
- * Kernel: a block holds REF_TM rows of x and REF_TN outputs, one thread per
- * (row, output); the K dimension goes through shared memory REF_KT values
- * at a time (W's tile loaded along k, coalesced), and each thread adds its
- * REF_KT products in order before the next tile: one in-order chain per
- * output, the host's loop. Parallelism is outputs × rows only (no split of
- * k: that would change the order), so blocks are small (64 outputs) to
- * spread a one-row call over the GPU.
+ * Every output is one in-order chain over k, the host's loop: no split of
+ * k (that would change the order), so the parallelism is outputs × rows.
+ *   - ref_linear_row_kernel (one row of x, the local references): a block
+ *     owns ROW_TN outputs; all its threads load W's [ROW_TN, ROW_KT] tile
+ *     (coalesced along k) into registers while one warp adds the tile
+ *     before from shared memory, so a one-row call over 4096 outputs still
+ *     keeps every SM's loads in flight;
+ *   - ref_linear_kernel (several rows, the chain reference's K and V): a
+ *     block holds REF_TM rows of x and REF_TN outputs, one thread per
+ *     (row, output), k through shared memory REF_KT values at a time.
  */
 #if defined(__HIP__)
 #include <hip/hip_runtime.h>
@@ -48,7 +51,7 @@ static int check(hipError_t e, const char *what) {
     return fail(GP_REFDEV_ERR_RUNTIME, what, hipGetErrorString(e));
 }
 
-/* TM rows of x per block (1 for one-row calls, 4 otherwise). */
+/* TM rows of x per block (4). */
 template <int TM>
 __global__ void __launch_bounds__(TM *REF_TN)
     ref_linear_kernel(const double *x, const float *w, const double *bias, double *y, double *a,
@@ -85,6 +88,64 @@ __global__ void __launch_bounds__(TM *REF_TN)
         y[(size_t)r * n + j] = s;
         if (a != NULL) {
             a[(size_t)r * n + j] = mag;
+        }
+    }
+}
+
+#define ROW_TN 32       /* outputs per block: one warp adds them */
+#define ROW_KT 256      /* k values per tile: 32 KB of W */
+#define ROW_THREADS 256 /* threads that load a tile: one k each */
+static_assert(ROW_THREADS == ROW_KT, "thread t loads k0 + t of every row of the tile");
+
+__global__ void __launch_bounds__(ROW_THREADS)
+    ref_linear_row_kernel(const double *x, const float *w, const double *bias, double *y, double *a,
+                          int n, int kdim) {
+    __shared__ float ws[ROW_TN][ROW_KT + 1]; /* +1: lane l reads row l, bank (l + k) % 32 */
+    __shared__ double xs[ROW_KT];
+    const int j0 = blockIdx.x * ROW_TN, t = threadIdx.x;
+    /* Thread t loads k = k0 + t of each of the tile's rows. */
+    float reg[ROW_TN];
+    double xr = 0;
+    auto load = [&](int k0) {
+        const bool in_k = k0 + t < kdim;
+        xr = in_k ? x[k0 + t] : 0.0;
+#pragma unroll
+        for (int i = 0; i < ROW_TN; i++) {
+            reg[i] = (in_k && j0 + i < n) ? w[(size_t)(j0 + i) * kdim + k0 + t] : 0.0f;
+        }
+    };
+    load(0);
+    double s = 0, mag = 0;
+    const int lane = t; /* the adding warp's lanes: t < ROW_TN */
+    for (int k0 = 0; k0 < kdim; k0 += ROW_KT) {
+        __syncthreads(); /* the tile before is added */
+#pragma unroll
+        for (int i = 0; i < ROW_TN; i++) {
+            ws[i][t] = reg[i];
+        }
+        xs[t] = xr;
+        __syncthreads();
+        if (k0 + ROW_KT < kdim) {
+            load(k0 + ROW_KT); /* in flight while the tile is added */
+        }
+        if (t < ROW_TN) {
+            const int kt = min(ROW_KT, kdim - k0);
+            for (int kk = 0; kk < kt; kk++) {
+                const double p = xs[kk] * (double)ws[lane][kk];
+                s = s + p;
+                mag = mag + fabs(p);
+            }
+        }
+    }
+    const int j = j0 + lane;
+    if (t < ROW_TN && j < n) {
+        if (bias != NULL) {
+            s = s + bias[j];
+            mag = mag + fabs(bias[j]);
+        }
+        y[j] = s;
+        if (a != NULL) {
+            a[j] = mag;
         }
     }
 }
