@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/gretacore/parity/internal/harness"
@@ -108,6 +109,42 @@ func TestDeviceReferenceMatchesHost(t *testing.T) {
 				}
 			}
 		}
+	}
+	// Passes at once on every lane, over weights uploaded at once: each
+	// output still the host's.
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*refdev.Lanes)
+	for g := range 4 * refdev.Lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 9))
+			n, k := 256+r.IntN(700), 1+r.IntN(3000)
+			x, w := make([]float64, k), make([]float64, n*k)
+			for i := range x {
+				x[i] = r.NormFloat64()
+			}
+			for i := range w {
+				w[i] = float64(float32(r.NormFloat64()))
+			}
+			y, a, err := l.Linear(x, 1, w, nil, n, true)
+			if err != nil {
+				errs <- err
+				return
+			}
+			wy, wa := reference.LinearAbs(x, w, nil, n)
+			for j := range wy {
+				if y[j] != wy[j] || a[j] != wa[j] {
+					errs <- fmt.Errorf("concurrent pass %d (n=%d k=%d): output %d: device %v / %v, host %v / %v", g, n, k, j, y[j], a[j], wy[j], wa[j])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 	if _, _, err := l.Linear(make([]float64, 10), 3, make([]float64, 10), nil, 1, false); err == nil {
 		t.Error("refdev.Linear accepted 10 x values for 3 rows")

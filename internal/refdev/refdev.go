@@ -27,15 +27,22 @@ import (
 )
 
 // ABIVersion is the GP_REFDEV_ABI_VERSION this binding speaks.
-const ABIVersion = 1
+const ABIVersion = 2
 
 // DefaultCacheBytes bounds the device memory held by weight copies (float32,
 // 4 bytes a weight): an 8B model's attention and MLP weights are 0.9 GB a
 // set, and a table's (model, dtype) group uses five sets at once.
 const DefaultCacheBytes = 12 << 30
 
+// Lanes is the number of passes that run on the GPU at the same time, each
+// on a stream of its own: a one-row pass over a 4096-wide projection fills
+// a fraction of an H100/H200, and a table has dozens of cases evaluating at
+// once.
+const Lanes = 8
+
 // Lib is an open reference library. Its methods are safe for concurrent
-// use; calls into the library are serialized.
+// use: up to Lanes passes run at once, and a weight copy is made once
+// however many callers need it (the others wait for it).
 type Lib struct {
 	Path    string
 	Backend string // gprd_backend(): "cuda sm_90a"
@@ -43,8 +50,9 @@ type Lib struct {
 	// least recently used copy is freed first. Set before the first call.
 	CacheBytes int
 
-	mu     sync.Mutex
+	mu     sync.Mutex // the cache and the statistics
 	handle uintptr
+	lanes  chan uintptr // idle gprd_lane pointers
 	// int gprd_abi_version(void);
 	abiVersion func() int32
 	// const char *gprd_last_error(void);
@@ -57,9 +65,13 @@ type Lib struct {
 	upload func(host *float32, n uint64, out *uintptr) int32
 	// int gprd_weights_free(void *dev);
 	free func(dev uintptr) int32
-	// int gprd_linear(const double *x, const void *w, const double *bias,
-	//                 double *y, double *a, int m, int n, int kdim);
-	linear func(x *float64, w uintptr, bias, y, a *float64, m, n, kdim int32) int32
+	// int gprd_lane_create(gprd_lane **out);
+	laneCreate func(out *uintptr) int32
+	// const char *gprd_lane_error(const gprd_lane *lane);
+	laneError func(lane uintptr) string
+	// int gprd_linear(gprd_lane *lane, const double *x, const void *w,
+	//                 const double *bias, double *y, double *a, int m, int n, int kdim);
+	linear func(lane uintptr, x *float64, w uintptr, bias, y, a *float64, m, n, kdim int32) int32
 
 	lru    *list.List // of *weightCopy, most recently used at the front
 	copies map[weightKey]*list.Element
@@ -80,10 +92,16 @@ type weightKey struct {
 	n    int
 }
 
+// weightCopy is a device copy of one host weight matrix. ready is closed
+// once the upload ended (err says how); inUse counts the passes that read
+// it, and only a copy no pass reads is freed.
 type weightCopy struct {
-	key  weightKey
-	host []float64
-	dev  uintptr
+	key   weightKey
+	host  []float64
+	dev   uintptr
+	ready chan struct{}
+	err   error
+	inUse int
 }
 
 // Open loads the library at path, checks gprd_abi_version() first, binds
@@ -112,6 +130,8 @@ func Open(path string) (*Lib, error) {
 		{&l.deviceCount, "gprd_device_count"},
 		{&l.upload, "gprd_weights_upload"},
 		{&l.free, "gprd_weights_free"},
+		{&l.laneCreate, "gprd_lane_create"},
+		{&l.laneError, "gprd_lane_error"},
 		{&l.linear, "gprd_linear"},
 	} {
 		if err := l.bind(b.fn, b.name); err != nil {
@@ -121,6 +141,14 @@ func Open(path string) (*Lib, error) {
 	l.Backend = l.backend()
 	if n := l.deviceCount(); n < 1 {
 		return nil, fmt.Errorf("reference library %s: no device (%s)", path, l.lastError())
+	}
+	l.lanes = make(chan uintptr, Lanes)
+	for range Lanes {
+		var lane uintptr
+		if err := l.check("gprd_lane_create", l.laneCreate(&lane)); err != nil {
+			return nil, fmt.Errorf("reference library %s: %w", path, err)
+		}
+		l.lanes <- lane
 	}
 	return l, nil
 }
@@ -137,6 +165,8 @@ func (l *Lib) bind(fptr any, name string) error {
 	return nil
 }
 
+// check turns a lane-less entry point's status into an error with the
+// library's message; the caller holds uploadMu or is alone (Open).
 func (l *Lib) check(fn string, rc int32) error {
 	if rc == 0 {
 		return nil
@@ -174,35 +204,95 @@ func (l *Lib) Linear(x []float64, m int, w, bias []float64, n int, wantAbs bool)
 		bp = &bias[0]
 	}
 	t0 := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t1 := time.Now()
-	l.WaitTime += t1.Sub(t0)
-	dev, err := l.weightsLocked(w)
+	c, err := l.acquire(w)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer l.release(c)
+	t1 := time.Now()
+	lane := <-l.lanes
 	t2 := time.Now()
-	l.UploadTime += t2.Sub(t1)
-	err = l.check("gprd_linear", l.linear(&x[0], dev, bp, &y[0], ap, int32(m), int32(n), int32(k)))
-	l.PassTime += time.Since(t2)
+	rc := l.linear(lane, &x[0], c.dev, bp, &y[0], ap, int32(m), int32(n), int32(k))
+	if rc != 0 {
+		err = fmt.Errorf("gprd_linear: status %d: %s", rc, l.laneError(lane))
+	}
+	l.lanes <- lane
+	t3 := time.Now()
+	l.mu.Lock()
+	l.WaitTime += t2.Sub(t1)
+	l.PassTime += t3.Sub(t2)
+	l.UploadTime += t1.Sub(t0)
+	l.mu.Unlock()
 	if err != nil {
 		return nil, nil, err
 	}
 	return y, a, nil
 }
 
-// weightsLocked returns w's device copy, uploading it (as float32) if the
-// cache does not hold it, and freeing least recently used copies beyond
-// CacheBytes. The caller holds l.mu.
-func (l *Lib) weightsLocked(w []float64) (uintptr, error) {
+// acquire returns w's device copy, marked in use, uploading it (as
+// float32) unless the cache holds it or another caller is uploading it
+// (then it waits for that upload). Least recently used copies that no pass
+// reads are freed beyond CacheBytes. release ends the use.
+func (l *Lib) acquire(w []float64) (*weightCopy, error) {
 	key := weightKey{unsafe.SliceData(w), len(w)}
+	l.mu.Lock()
 	if e, ok := l.copies[key]; ok {
 		l.lru.MoveToFront(e)
-		return e.Value.(*weightCopy).dev, nil
+		c := e.Value.(*weightCopy)
+		c.inUse++
+		l.mu.Unlock()
+		<-c.ready
+		if c.err != nil {
+			l.release(c)
+			return nil, c.err
+		}
+		return c, nil
 	}
-	// The conversion runs under l.mu, which every caller waits on: the
-	// cores share it (a real model's set is 240 M values).
+	c := &weightCopy{key: key, host: w, ready: make(chan struct{}), inUse: 1}
+	l.copies[key] = l.lru.PushFront(c)
+	l.cached += 4 * len(w)
+	for e := l.lru.Back(); e != nil && l.cached > l.CacheBytes; {
+		prev := e.Prev()
+		if old := e.Value.(*weightCopy); old.inUse == 0 {
+			l.evictLocked(e)
+		}
+		e = prev
+	}
+	l.mu.Unlock()
+
+	c.dev, c.err = l.uploadCopy(w)
+	l.mu.Lock()
+	if c.err != nil {
+		if e, ok := l.copies[key]; ok && e.Value == c {
+			l.lru.Remove(e)
+			delete(l.copies, key)
+			l.cached -= 4 * len(w)
+		}
+	} else {
+		l.Uploads++
+	}
+	l.mu.Unlock()
+	close(c.ready)
+	if c.err != nil {
+		l.release(c)
+		return nil, c.err
+	}
+	return c, nil
+}
+
+func (l *Lib) release(c *weightCopy) {
+	l.mu.Lock()
+	c.inUse--
+	l.mu.Unlock()
+}
+
+// uploadMu serializes the lane-less entry points (their error message is
+// the library's one).
+var uploadMu sync.Mutex
+
+// uploadCopy converts w to float32, checking every value is exact, and
+// makes its device copy.
+func (l *Lib) uploadCopy(w []float64) (uintptr, error) {
 	f := make([]float32, len(w))
 	var inexact atomic.Int64
 	inexact.Store(-1)
@@ -217,25 +307,23 @@ func (l *Lib) weightsLocked(w []float64) (uintptr, error) {
 	if i := inexact.Load(); i >= 0 {
 		return 0, fmt.Errorf("refdev: weight %d = %v is not exact in float32", i, w[i])
 	}
-	bytes := 4 * len(w)
-	for l.cached+bytes > l.CacheBytes && l.lru.Len() > 0 {
-		l.evictLocked(l.lru.Back())
-	}
+	uploadMu.Lock()
+	defer uploadMu.Unlock()
 	var dev uintptr
 	if err := l.check("gprd_weights_upload", l.upload(&f[0], uint64(len(f)), &dev)); err != nil {
 		return 0, err
 	}
-	l.copies[key] = l.lru.PushFront(&weightCopy{key, w, dev})
-	l.cached += bytes
-	l.Uploads++
 	return dev, nil
 }
 
+// evictLocked drops a copy no pass reads. The caller holds l.mu.
 func (l *Lib) evictLocked(e *list.Element) {
 	c := l.lru.Remove(e).(*weightCopy)
 	delete(l.copies, c.key)
 	l.cached -= 4 * len(c.host)
+	uploadMu.Lock()
 	_ = l.free(c.dev) // a failed free leaks device memory, no value
+	uploadMu.Unlock()
 }
 
 // Stats returns the account's figures (see the fields).

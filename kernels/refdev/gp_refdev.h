@@ -12,9 +12,12 @@
  *
  * It is not the library under test and shares no code with it but the
  * vendor alias header: a kernel bug in kernels/hip cannot reach it.
- * Every entry point is synchronous and returns 0 or a GP_REFDEV_ERR_* code;
- * gprd_last_error() says what went wrong. One caller at a time: the entry
- * points share a device scratch buffer and the error message.
+ * Every entry point is synchronous and returns 0 or a GP_REFDEV_ERR_* code.
+ * Passes run on lanes: a lane is a stream, a device scratch buffer and an
+ * error message, used by one caller at a time; passes on different lanes
+ * run at the same time (a one-row pass does not fill the GPU). The lane-less
+ * entry points (weights) say what went wrong in gprd_last_error(), and are
+ * called by one caller at a time.
  */
 #ifndef GP_REFDEV_H
 #define GP_REFDEV_H
@@ -26,14 +29,14 @@ extern "C" {
 #endif
 
 /* Bumped on any change of a signature or of the arithmetic. */
-#define GP_REFDEV_ABI_VERSION 1
+#define GP_REFDEV_ABI_VERSION 2
 
 #define GP_REFDEV_OK 0
 #define GP_REFDEV_ERR_ARG 1     /* a null pointer or a size out of range */
 #define GP_REFDEV_ERR_RUNTIME 2 /* the GPU runtime failed (no device, out of memory, ...) */
 
 int gprd_abi_version(void);
-/* The last call's failure, or "". */
+/* The last failure of a lane-less entry point, or "". */
 const char *gprd_last_error(void);
 /* "cuda sm_90a" or "hip gfx942": vendor and build target. */
 const char *gprd_backend(void);
@@ -45,15 +48,21 @@ int gprd_device_count(void);
 int gprd_weights_upload(const float *host, size_t n, void **out);
 int gprd_weights_free(void *dev);
 
+typedef struct gprd_lane gprd_lane;
+int gprd_lane_create(gprd_lane **out);
+int gprd_lane_destroy(gprd_lane *lane);
+/* The last failure of a pass on lane, or "". */
+const char *gprd_lane_error(const gprd_lane *lane);
+
 /*
- * y[r,j] = Σ_k x[r,k]·W[j,k] (+ bias[j]) and, when a != NULL,
+ * On lane: y[r,j] = Σ_k x[r,k]·W[j,k] (+ bias[j]) and, when a != NULL,
  * a[r,j] = Σ_k |x[r,k]·W[j,k]| (+ |bias[j]|), for r < m, j < n, over
  * k < kdim in increasing order. x [m, kdim] row-major float64 (host),
  * W [n, kdim] row-major float32 (device, from gprd_weights_upload), bias
  * [n] float64 (host) or NULL, y and a [m, n] float64 (host).
  */
-int gprd_linear(const double *x, const void *w, const double *bias, double *y, double *a, int m,
-                int n, int kdim);
+int gprd_linear(gprd_lane *lane, const double *x, const void *w, const double *bias, double *y,
+                double *a, int m, int n, int kdim);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,7 @@
 #endif /* __HIP__ / __CUDACC__ */
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "gp_refdev.h"
 
@@ -36,12 +37,16 @@
 #define REF_TN 64 /* outputs per block */
 #define REF_KT 64 /* k values per shared tile */
 
-/* One caller at a time (the suite serializes its calls), so one message. */
+/* The lane-less entry points' message: one caller at a time. */
 static char gprd_err[256];
 
-static int fail(int code, const char *what, const char *detail) {
-    snprintf(gprd_err, sizeof gprd_err, "%s: %s", what, detail);
+static int failto(char *buf, int code, const char *what, const char *detail) {
+    snprintf(buf, 256, "%s: %s", what, detail);
     return code;
+}
+
+static int fail(int code, const char *what, const char *detail) {
+    return failto(gprd_err, code, what, detail);
 }
 
 static int check(hipError_t e, const char *what) {
@@ -150,23 +155,32 @@ __global__ void __launch_bounds__(ROW_THREADS)
     }
 }
 
-/* Device scratch for x, bias, y and a, grown as calls need. One caller at a
- * time (the suite serializes its calls). */
-static void *scratch;
-static size_t scratch_bytes;
+struct gprd_lane {
+    hipStream_t stream;
+    void *scratch; /* x, bias, y and a on the device, grown as passes need */
+    size_t scratch_bytes;
+    char err[256];
+};
 
-static int scratch_reserve(size_t bytes) {
-    if (bytes <= scratch_bytes) {
+static int lane_check(gprd_lane *l, hipError_t e, const char *what) {
+    if (e == hipSuccess) {
         return GP_REFDEV_OK;
     }
-    if (scratch != NULL) {
-        (void)hipFree(scratch);
-        scratch = NULL;
-        scratch_bytes = 0;
+    return failto(l->err, GP_REFDEV_ERR_RUNTIME, what, hipGetErrorString(e));
+}
+
+static int scratch_reserve(gprd_lane *l, size_t bytes) {
+    if (bytes <= l->scratch_bytes) {
+        return GP_REFDEV_OK;
     }
-    int rc = check(hipMalloc(&scratch, bytes), "hipMalloc(scratch)");
+    if (l->scratch != NULL) {
+        (void)hipFree(l->scratch);
+        l->scratch = NULL;
+        l->scratch_bytes = 0;
+    }
+    int rc = lane_check(l, hipMalloc(&l->scratch, bytes), "hipMalloc(scratch)");
     if (rc == GP_REFDEV_OK) {
-        scratch_bytes = bytes;
+        l->scratch_bytes = bytes;
     }
     return rc;
 }
@@ -212,48 +226,82 @@ int gprd_weights_free(void *dev) {
     return check(hipFree(dev), "hipFree(weights)");
 }
 
-int gprd_linear(const double *x, const void *w, const double *bias, double *y, double *a, int m,
-                int n, int kdim) {
+int gprd_lane_create(gprd_lane **out) {
+    if (out == NULL) {
+        return fail(GP_REFDEV_ERR_ARG, "gprd_lane_create", "null pointer");
+    }
+    gprd_lane *l = (gprd_lane *)calloc(1, sizeof(gprd_lane));
+    if (l == NULL) {
+        return fail(GP_REFDEV_ERR_RUNTIME, "gprd_lane_create", "out of host memory");
+    }
+    int rc = check(hipStreamCreateWithFlags(&l->stream, hipStreamNonBlocking), "hipStreamCreate");
+    if (rc != GP_REFDEV_OK) {
+        free(l);
+        return rc;
+    }
+    *out = l;
+    return GP_REFDEV_OK;
+}
+
+int gprd_lane_destroy(gprd_lane *l) {
+    if (l == NULL) {
+        return GP_REFDEV_OK;
+    }
+    if (l->scratch != NULL) {
+        (void)hipFree(l->scratch);
+    }
+    int rc = check(hipStreamDestroy(l->stream), "hipStreamDestroy");
+    free(l);
+    return rc;
+}
+
+const char *gprd_lane_error(const gprd_lane *l) { return l == NULL ? "null lane" : l->err; }
+
+int gprd_linear(gprd_lane *l, const double *x, const void *w, const double *bias, double *y,
+                double *a, int m, int n, int kdim) {
+    if (l == NULL) {
+        return fail(GP_REFDEV_ERR_ARG, "gprd_linear", "null lane");
+    }
     if (x == NULL || w == NULL || y == NULL) {
-        return fail(GP_REFDEV_ERR_ARG, "gprd_linear", "x, w and y must not be null");
+        return failto(l->err, GP_REFDEV_ERR_ARG, "gprd_linear", "x, w and y must not be null");
     }
     if (m < 1 || n < 1 || kdim < 1 || m > 65535 * 4) {
-        return fail(GP_REFDEV_ERR_ARG, "gprd_linear", "m, n and kdim must be positive");
+        return failto(l->err, GP_REFDEV_ERR_ARG, "gprd_linear",
+                      "m, n and kdim must be positive, m at most 262140");
     }
     const size_t xb = (size_t)m * kdim * sizeof(double), bb = bias ? (size_t)n * sizeof(double) : 0,
                  yb = (size_t)m * n * sizeof(double), ab = a ? yb : 0;
-    int rc = scratch_reserve(xb + bb + yb + ab);
+    int rc = scratch_reserve(l, xb + bb + yb + ab);
     if (rc != GP_REFDEV_OK) {
         return rc;
     }
-    char *base = (char *)scratch;
+    char *base = (char *)l->scratch;
     double *dx = (double *)base, *db = bias ? (double *)(base + xb) : NULL,
            *dy = (double *)(base + xb + bb), *da = a ? (double *)(base + xb + bb + yb) : NULL;
-    if ((rc = check(hipMemcpy(dx, x, xb, hipMemcpyHostToDevice), "upload x")) != GP_REFDEV_OK) {
+    hipStream_t st = l->stream;
+    if ((rc = lane_check(l, hipMemcpyAsync(dx, x, xb, hipMemcpyHostToDevice, st), "upload x")) !=
+            0 ||
+        (bias != NULL &&
+         (rc = lane_check(l, hipMemcpyAsync(db, bias, bb, hipMemcpyHostToDevice, st),
+                          "upload bias")) != 0)) {
         return rc;
     }
-    if (bias != NULL &&
-        (rc = check(hipMemcpy(db, bias, bb, hipMemcpyHostToDevice), "upload bias")) != 0) {
-        return rc;
-    }
-    const dim3 grid((n + REF_TN - 1) / REF_TN, m == 1 ? 1 : (m + 3) / 4);
     if (m == 1) {
-        hipLaunchKernelGGL(ref_linear_kernel<1>, grid, dim3(REF_TN), 0, 0, dx, (const float *)w, db,
-                           dy, da, m, n, kdim);
+        hipLaunchKernelGGL(ref_linear_row_kernel, dim3((n + ROW_TN - 1) / ROW_TN),
+                           dim3(ROW_THREADS), 0, st, dx, (const float *)w, db, dy, da, n, kdim);
     } else {
-        hipLaunchKernelGGL(ref_linear_kernel<4>, grid, dim3(4 * REF_TN), 0, 0, dx, (const float *)w,
-                           db, dy, da, m, n, kdim);
+        const dim3 grid((n + REF_TN - 1) / REF_TN, (m + 3) / 4);
+        hipLaunchKernelGGL(ref_linear_kernel<4>, grid, dim3(4 * REF_TN), 0, st, dx,
+                           (const float *)w, db, dy, da, m, n, kdim);
     }
-    if ((rc = check(hipGetLastError(), "launch ref_linear_kernel")) != GP_REFDEV_OK) {
+    if ((rc = lane_check(l, hipGetLastError(), "launch")) != 0 ||
+        (rc = lane_check(l, hipMemcpyAsync(y, dy, yb, hipMemcpyDeviceToHost, st), "download y")) !=
+            0 ||
+        (a != NULL && (rc = lane_check(l, hipMemcpyAsync(a, da, ab, hipMemcpyDeviceToHost, st),
+                                       "download a")) != 0)) {
         return rc;
     }
-    if ((rc = check(hipMemcpy(y, dy, yb, hipMemcpyDeviceToHost), "download y")) != GP_REFDEV_OK) {
-        return rc;
-    }
-    if (a != NULL) {
-        rc = check(hipMemcpy(a, da, ab, hipMemcpyDeviceToHost), "download a");
-    }
-    return rc;
+    return lane_check(l, hipStreamSynchronize(st), "hipStreamSynchronize");
 }
 
 } /* extern "C" */
