@@ -136,29 +136,128 @@ type gen struct {
 // the number of cores.
 const fillChunk = 1 << 18
 
+// fill draws n values: standard normals, |v| for DistPositive, times
+// scale, rounded to the dtype (each chunk rounded in place while still in
+// the core's cache).
 func (g gen) fill(n int, scale float64) []float64 {
 	out := make([]float64, n)
-	base := g.r.Uint64()
-	chunks := (n + fillChunk - 1) / fillChunk
-	parallel.For(chunks, fillChunk*drawCost, func(lo, hi int) {
-		for c := lo; c < hi; c++ {
-			r := rand.New(rand.NewPCG(base, uint64(c)))
-			end := min((c+1)*fillChunk, n)
-			for i := c * fillChunk; i < end; i++ {
-				v := r.NormFloat64()
-				if g.dist == DistPositive {
-					v = math.Abs(v)
-				}
-				out[i] = g.dt.Round(v * scale)
-			}
-		}
-	})
+	drawNormals(out, g.r.Uint64(), func(lo, hi int) { g.round(out[lo:hi], out[lo:hi], scale) })
 	return out
 }
 
-// drawCost is a value's draw and rounding in parallel.For's work units
-// (multiply-adds): about 30 ns.
-const drawCost = 30
+// fillShared is fill for the large weight tensors: the same values, from
+// standard normals shared with the other dtypes and distributions (see
+// rawCache).
+func (g gen) fillShared(n int, scale float64) []float64 {
+	out := make([]float64, n)
+	if raw := cachedNormals(g.r.Uint64(), n, func(raw []float64, lo, hi int) {
+		g.round(out[lo:hi], raw[lo:hi], scale)
+	}); raw != nil {
+		parallel.For(n, roundCost, func(lo, hi int) { g.round(out[lo:hi], raw[lo:hi], scale) })
+	}
+	return out
+}
+
+// drawNormals fills out with standard normals, chunk c of fillChunk values
+// from PCG(base, c), the chunks in parallel, and calls then(lo, hi) on each
+// chunk once drawn.
+func drawNormals(out []float64, base uint64, then func(lo, hi int)) {
+	n := len(out)
+	chunks := (n + fillChunk - 1) / fillChunk
+	parallel.For(chunks, fillChunk*drawCost, func(clo, chi int) {
+		for c := clo; c < chi; c++ {
+			r := rand.New(rand.NewPCG(base, uint64(c)))
+			lo, hi := c*fillChunk, min((c+1)*fillChunk, n)
+			for i := lo; i < hi; i++ {
+				out[i] = r.NormFloat64()
+			}
+			then(lo, hi)
+		}
+	})
+}
+
+// round writes dst[i] = Round(|raw[i]| (DistPositive) or raw[i], times
+// scale); dst may be raw.
+func (g gen) round(dst, raw []float64, scale float64) {
+	if g.dist == DistPositive {
+		for i, v := range raw {
+			dst[i] = g.dt.Round(math.Abs(v) * scale)
+		}
+		return
+	}
+	for i, v := range raw {
+		dst[i] = g.dt.Round(v * scale)
+	}
+}
+
+// drawCost is a value's normal draw and rounding in parallel.For's work
+// units (multiply-adds): about 20 ns.
+const drawCost = 20
+
+// roundCost is a value's scaling and rounding: a few ns.
+const roundCost = 4
+
+// rawCache keeps the standard normals of the large weight tensors (Wq, Wk,
+// Wv, Wo, Wg, Wu, Wd, Wlm), keyed by their stream base and length, the least
+// recently used dropped first beyond rawCacheBytes. Those normals depend on
+// neither the dtype nor the distribution (the stream bases come from the
+// layer seed, or the case's for the head, and fixed stream constants, and
+// every generator draws the same sequence before them), and the GPU table draws 3 dtypes x 5
+// distributions = 15 sets per model from them: drawing each set afresh
+// spent 340 of the table's 3012 CPU-seconds in gen.fill (152 s of them in
+// NormFloat64). With the cache each set is one pass of
+// Round(transform(raw)·scale) and the normals are drawn once per (model
+// shape, layer seed); a value is a pure function of (base, n, index), so a
+// cached slice can never stand in for a different one.
+var rawCache struct {
+	sync.Mutex
+	entries []rawNormals // least recently used first
+}
+
+type rawNormals struct {
+	base uint64
+	v    []float64
+}
+
+// rawCacheBytes bounds the cached normals (float64, 8 bytes a value), the
+// memory this cache costs on top of weightCache's derived sets: a real
+// model's layer is about 1.7 GB of them (Llama-3-8B: 218 M values) and its
+// LM head 4.2-4.4 GB, so 6 GiB keeps the last two layers of a layers-mode
+// walk, or a layer and its head. The tiny table shapes take kilobytes.
+// The slice used last is kept whatever its size.
+var rawCacheBytes = 6 << 30 // a variable: the eviction test shrinks it
+
+// cachedNormals returns the n standard normals of stream base from
+// rawCache, or, when they are not there, draws them into the cache (as
+// drawNormals), calls then(raw, lo, hi) on each chunk once drawn, and
+// returns nil. The slice returned is shared: never written to.
+func cachedNormals(base uint64, n int, then func(raw []float64, lo, hi int)) []float64 {
+	rawCache.Lock()
+	defer rawCache.Unlock()
+	es := rawCache.entries
+	for i, e := range es {
+		if e.base == base && len(e.v) == n {
+			copy(es[i:], es[i+1:])
+			es[len(es)-1] = e
+			return e.v
+		}
+	}
+	v := make([]float64, n)
+	drawNormals(v, base, func(lo, hi int) { then(v, lo, hi) })
+	es = append(es, rawNormals{base, v})
+	total := 0
+	for _, e := range es {
+		total += 8 * len(e.v)
+	}
+	drop := 0
+	for total > rawCacheBytes && drop < len(es)-1 {
+		total -= 8 * len(es[drop].v)
+		drop++
+	}
+	rawCache.entries = append(es[:0], es[drop:]...)
+	clear(es[len(es)-drop:])
+	return nil
+}
 
 // NewInputs draws the case's inputs deterministically from its seed:
 // weights from (model, dtype, dist, seed), activations from (seed, P).
@@ -218,10 +317,10 @@ func newWeights(m model.Shape, dt dtype.Dtype, dist Dist, seed uint64) *Weights 
 		// the f16 range and far past expf's overflow at 88.
 		qkScale = 128
 	}
-	w.Wq = g.fill(qd*h, qkScale/math.Sqrt(float64(h)))
-	w.Wk = g.fill(kvd*h, qkScale/math.Sqrt(float64(h)))
-	w.Wv = g.fill(kvd*h, 1/math.Sqrt(float64(h)))
-	w.Wo = g.fill(h*qd, 1/math.Sqrt(float64(qd)))
+	w.Wq = g.fillShared(qd*h, qkScale/math.Sqrt(float64(h)))
+	w.Wk = g.fillShared(kvd*h, qkScale/math.Sqrt(float64(h)))
+	w.Wv = g.fillShared(kvd*h, 1/math.Sqrt(float64(h)))
+	w.Wo = g.fillShared(h*qd, 1/math.Sqrt(float64(qd)))
 	if m.QKVBias {
 		w.Bq = g.fill(qd, 0.5*qkScale)
 		w.Bk = g.fill(kvd, 0.5*qkScale)
@@ -259,7 +358,7 @@ func addHeadWeights(w *Weights, m model.Shape, dt dtype.Dtype, dist Dist, seed u
 	if dist == DistPositive {
 		sc = 1 / float64(h)
 	}
-	w.Wlm = g.fill(m.VocabSize*h, sc)
+	w.Wlm = g.fillShared(m.VocabSize*h, sc)
 }
 
 // addMLPWeights draws the MLP block's weights into w, from their own
@@ -286,8 +385,8 @@ func addMLPWeights(w *Weights, m model.Shape, dt dtype.Dtype, dist Dist, seed ui
 			}
 			return 1 / math.Sqrt(float64(k))
 		}
-		w.Wg = g.fill(inter*h, sc(h))
-		w.Wu = g.fill(inter*h, sc(h))
-		w.Wd = g.fill(h*inter, sc(inter))
+		w.Wg = g.fillShared(inter*h, sc(h))
+		w.Wu = g.fillShared(inter*h, sc(h))
+		w.Wd = g.fillShared(h*inter, sc(inter))
 	}
 }
