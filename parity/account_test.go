@@ -92,6 +92,7 @@ func recordError(t testing.TB, err error) {
 type account struct {
 	backend, lib      string
 	ref               string // refdevAccount's line
+	held              string // how long the run held the library
 	libSkip, libFail  string
 	runPattern        string
 	executed          int // cases run by any test (casesRun)
@@ -111,6 +112,7 @@ type skipGroup struct {
 // takeAccount snapshots the run (after m.Run).
 func takeAccount() *account {
 	a := &account{backend: backendKind, lib: suite.path, libSkip: suite.skip, libFail: suite.fail, ref: refdevAccount(suite.ref),
+		held:       heldAccount(),
 		runPattern: testFlag("test.run"), tableSelected: -1, arts: artifactsDir(), executed: int(casesRun.Load())}
 	summary.Lock()
 	a.cases = append(a.cases, summary.cases...)
@@ -191,6 +193,7 @@ func (a *account) text() string {
 	}
 	fmt.Fprintf(&b, "\n=== parity account (%s backend; library: %s) ===\n", a.backend, lib)
 	b.WriteString(a.ref)
+	b.WriteString(a.held)
 
 	var pass, fail, tablePass, tableFail int
 	byStage := map[string]int{}
@@ -323,4 +326,13 @@ func (a *account) text() string {
 		fmt.Fprintf(&b, "artifacts: %s (not written)\n", a.arts)
 	}
 	return b.String()
+}
+
+// heldAccount is the account's line on the library's held time: one
+// caller at a time (the ABI), so it bounds the run's wall time from below.
+func heldAccount() string {
+	if suite.lib == nil {
+		return ""
+	}
+	return "library held: " + suite.lib.HeldSummary() + "\n"
 }

@@ -30,10 +30,10 @@ func (l *Lib) Alloc(name string, bytes int) (*Buffer, error) {
 	if bytes <= 0 {
 		return nil, fmt.Errorf("alloc %s: size %d must be > 0", name, bytes)
 	}
-	l.mu.Lock()
+	unlock := l.lock(opMalloc)
 	var base uintptr
 	err := l.check("gp_malloc", l.malloc(&base, uint64(bytes+2*GuardBytes)))
-	l.mu.Unlock()
+	unlock()
 	if err != nil {
 		return nil, fmt.Errorf("alloc %s (%d bytes): %w", name, bytes, err)
 	}
@@ -55,8 +55,7 @@ func (l *Lib) h2d(dst uintptr, src []byte) error {
 	if len(src) == 0 {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.lock(opH2D)()
 	return l.check("gp_memcpy_h2d", l.memcpyH2D(dst, (*byte)(unsafe.Pointer(&src[0])), uint64(len(src))))
 }
 
@@ -64,8 +63,7 @@ func (l *Lib) d2h(dst []byte, src uintptr) error {
 	if len(dst) == 0 {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.lock(opD2H)()
 	return l.check("gp_memcpy_d2h", l.memcpyD2H((*byte)(unsafe.Pointer(&dst[0])), src, uint64(len(dst))))
 }
 
@@ -118,8 +116,7 @@ func (b *Buffer) Free() error {
 	if b == nil || b.base == 0 {
 		return nil
 	}
-	b.lib.mu.Lock()
-	defer b.lib.mu.Unlock()
+	defer b.lib.lock(opFree)()
 	err := b.lib.check("gp_free", b.lib.free(b.base))
 	b.base, b.Ptr = 0, 0
 	return err

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/ebitengine/purego"
 )
@@ -71,6 +72,8 @@ type Lib struct {
 	Path    string
 	Backend string // gp_backend_name()
 	mu      sync.Mutex
+	held    [opCount]time.Duration // under mu: held.go
+	calls   [opCount]int64
 	handle  uintptr
 	caps    map[Capability]bool
 
@@ -230,8 +233,7 @@ func (l *Lib) CopyD2D(dst, src uintptr, bytes int) error {
 	if bytes < 0 {
 		return fmt.Errorf("gp_memcpy_d2d: bytes=%d must be >= 0", bytes)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.lock(opKernel)()
 	return l.check("gp_memcpy_d2d", l.memcpyD2D(dst, src, uint64(bytes)))
 }
 
@@ -241,7 +243,6 @@ func (l *Lib) ABIVersionCall() int { return int(l.abiVersion()) }
 
 // Synchronize waits for the device and reports asynchronous failures.
 func (l *Lib) Synchronize() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.lock(opSync)()
 	return l.check("gp_synchronize", l.synchronize())
 }

@@ -122,8 +122,7 @@ func (l *Lib) attest() (Launch, error) {
 // call runs one sub-stage entry point under the lock and returns its
 // attestation (the zero Launch without the attestation capability).
 func (l *Lib) call(fn string, f func() int32) (Launch, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.lock(opKernel)()
 	if err := l.check(fn, f()); err != nil {
 		return Launch{}, err
 	}
