@@ -69,13 +69,15 @@ func (e *LoadError) Unwrap() error { return e.Err }
 // Lib is an opened kernel library. Calls are serialized: the ABI's error
 // and attestation state is process-wide.
 type Lib struct {
-	Path    string
-	Backend string // gp_backend_name()
-	mu      sync.Mutex
-	held    [opCount]time.Duration // under mu: held.go
-	calls   [opCount]int64
-	handle  uintptr
-	caps    map[Capability]bool
+	Path     string
+	Backend  string // gp_backend_name()
+	mu       sync.Mutex
+	held     [opCount]time.Duration // under mu: held.go
+	calls    [opCount]int64
+	pool     map[int][]uintptr // under mu: released allocations by user bytes (Release)
+	poolHeld int
+	handle   uintptr
+	caps     map[Capability]bool
 
 	// int gp_abi_version(void);
 	abiVersion func() int32

@@ -265,7 +265,7 @@ func runBatch(d *device, c Case, bt *Batched, alone []*Trace, mode Path, p *plan
 		if err != nil {
 			return nil, err
 		}
-		l, err := d.launch(fmt.Sprintf("%s (batched %s, B=%d, lengths %s)", def.st, mode, nb, FormatLens(bt.Lens)), o, extra, func() (gpapi.Launch, error) {
+		l, raw, err := d.launch(fmt.Sprintf("%s (batched %s, B=%d, lengths %s)", def.st, mode, nb, FormatLens(bt.Lens)), o, extra, func() (gpapi.Launch, error) {
 			switch form {
 			case batchCache:
 				return d.lib.KVAppendBatched(a.dt, a.in(reads[0]), a.in(reads[1]), kw.buf.Ptr, vw.buf.Ptr, nb, dm.kvd, slotBuf.Ptr, capacity)
@@ -277,14 +277,6 @@ func runBatch(d *device, c Case, bt *Batched, alone []*Trace, mode Path, p *plan
 		})
 		if err != nil {
 			return nil, err
-		}
-		var raw [][]byte
-		for _, t := range outs[def.st] {
-			b, err := t.download()
-			if err != nil {
-				return nil, err
-			}
-			raw = append(raw, b)
 		}
 		for b := range rows {
 			row, r := &rows[b], bt.Lens[b]-1

@@ -226,18 +226,10 @@ func runChunk(outer *device, c Case, dm dims, w *weightBufs, in *Inputs, pre *pr
 		if err != nil {
 			return nil, err
 		}
-		l, err := d.launch(fmt.Sprintf("%s (chunked %s, rows %d..%d, M=%d, q_pos0=%d)", def.st, mode, s, s+n-1, n, s), o, extra,
+		l, raw, err := d.launch(fmt.Sprintf("%s (chunked %s, rows %d..%d, M=%d, q_pos0=%d)", def.st, mode, s, s+n-1, n, s), o, extra,
 			func() (gpapi.Launch, error) { return def.launch(d.lib, a) })
 		if err != nil {
 			return nil, err
-		}
-		var raw [][]byte
-		for _, t := range outs[def.st] {
-			b, err := t.download()
-			if err != nil {
-				return nil, err
-			}
-			raw = append(raw, b)
 		}
 		var kVals, vVals []float64
 		if def.kind == outCache {

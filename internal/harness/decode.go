@@ -93,18 +93,10 @@ func runDecode(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case, 
 			if err := d.armFor(def.st); err != nil {
 				return nil, err
 			}
-			l, err := d.launch(fmt.Sprintf("%s (decode %s, step %d)", def.st, mode, t), o, extra, func() (gpapi.Launch, error) { return def.launch(d.lib, a) })
+			l, raw, err := d.launch(fmt.Sprintf("%s (decode %s, step %d)", def.st, mode, t), o, extra, func() (gpapi.Launch, error) { return def.launch(d.lib, a) })
 			row.Launch[def.st] = l
 			if err != nil {
 				return nil, err
-			}
-			var raw [][]byte
-			for _, t := range outs[def.st] {
-				b, err := t.download()
-				if err != nil {
-					return nil, err
-				}
-				raw = append(raw, b)
 			}
 			var un int
 			row.Out[def.st], row.Bits[def.st], un = cutRow(def, dt, dm, raw, 1, r+1, 0, r)

@@ -16,11 +16,25 @@ type tensor struct {
 	buf *gpapi.Buffer
 	dt  dtype.Dtype
 	n   int
+	// poisoned: the buffer holds the poison pattern and intact guards
+	// since its allocation (device.alloc), and nothing wrote it since.
+	poisoned bool
 }
 
-func (t *tensor) poison() error { return t.buf.Write(t.dt.PoisonBytes(t.n)) }
+// poison writes the poison pattern and both guards (one copy), unless the
+// buffer still holds them from its allocation.
+func (t *tensor) poison() error {
+	if t.poisoned {
+		t.poisoned = false
+		return nil
+	}
+	return t.buf.WriteGuarded(t.dt.PoisonBytes(t.n))
+}
 
-func (t *tensor) upload(v []float64) error { return t.buf.Write(t.dt.Encode(v)) }
+func (t *tensor) upload(v []float64) error {
+	t.poisoned = false
+	return t.buf.Write(t.dt.Encode(v))
+}
 
 func (t *tensor) download() ([]byte, error) { return t.buf.Read() }
 
@@ -45,26 +59,28 @@ func (d *device) armFor(st stage.Stage) error {
 	return nil
 }
 
+// alloc allocates a tensor that holds the poison pattern (guards and
+// poison in one copy: gpapi.AllocFill), so that its first poison() is free.
 func (d *device) alloc(name string, dt dtype.Dtype, n int) (*tensor, error) {
-	b, err := d.lib.Alloc(name, n*dt.Size())
+	b, err := d.lib.AllocFill(name, dt.PoisonBytes(n))
 	if err != nil {
 		return nil, err
 	}
 	d.bufs = append(d.bufs, b)
-	return &tensor{buf: b, dt: dt, n: n}, nil
+	return &tensor{buf: b, dt: dt, n: n, poisoned: true}, nil
 }
 
 func (d *device) allocPos(name string, pos []int32) (*gpapi.Buffer, error) {
-	b, err := d.lib.Alloc(name, 4*len(pos))
-	if err != nil {
-		return nil, err
-	}
-	d.bufs = append(d.bufs, b)
 	raw := make([]byte, 4*len(pos))
 	for i, p := range pos {
 		binary.LittleEndian.PutUint32(raw[4*i:], uint32(p))
 	}
-	return b, b.Write(raw)
+	b, err := d.lib.AllocFill(name, raw)
+	if err != nil {
+		return nil, err
+	}
+	d.bufs = append(d.bufs, b)
+	return b, nil
 }
 
 func (d *device) free() {
@@ -75,7 +91,7 @@ func (d *device) free() {
 		return
 	}
 	for _, b := range d.bufs {
-		b.Free()
+		b.Release()
 	}
 	d.bufs = nil
 }
@@ -95,16 +111,20 @@ func hungErr(l *gpapi.Lib) error {
 }
 
 // launch poisons outs, runs f and a synchronize under the watchdog, then
-// checks the guards of outs and of extra (buffers the kernel writes in part,
-// such as the KV cache). what names the stage and path for messages.
-func (d *device) launch(what string, outs, extra []*tensor, f func() (gpapi.Launch, error)) (gpapi.Launch, error) {
+// reads back outs and extra (buffers the kernel writes in part, such as the
+// KV cache), in that order, each with its guards (one copy a buffer), and
+// fails on a changed guard. what names the stage and path for messages.
+func (d *device) launch(what string, outs, extra []*tensor, f func() (gpapi.Launch, error)) (gpapi.Launch, [][]byte, error) {
 	if err := hungErr(d.lib); err != nil {
-		return gpapi.Launch{}, fmt.Errorf("%s: not run: an earlier kernel hung: %w", what, err)
+		return gpapi.Launch{}, nil, fmt.Errorf("%s: not run: an earlier kernel hung: %w", what, err)
 	}
 	for _, t := range outs {
 		if err := t.poison(); err != nil {
-			return gpapi.Launch{}, fmt.Errorf("%s: %w", what, err)
+			return gpapi.Launch{}, nil, fmt.Errorf("%s: %w", what, err)
 		}
+	}
+	for _, t := range extra {
+		t.poisoned = false // the kernel writes it
 	}
 	type result struct {
 		l   gpapi.Launch
@@ -126,17 +146,20 @@ func (d *device) launch(what string, outs, extra []*tensor, f func() (gpapi.Laun
 		hungKernels.Lock()
 		hungKernels.m[d.lib] = err
 		hungKernels.Unlock()
-		return gpapi.Launch{}, err
+		return gpapi.Launch{}, nil, err
 	}
 	if r.err != nil {
-		return gpapi.Launch{}, fmt.Errorf("%s: %w", what, r.err)
+		return gpapi.Launch{}, nil, fmt.Errorf("%s: %w", what, r.err)
 	}
+	var raw [][]byte
 	for _, t := range append(append([]*tensor{}, outs...), extra...) {
-		if err := t.buf.CheckGuards(); err != nil {
-			return r.l, fmt.Errorf("%s: %w", what, err)
+		b, err := t.buf.ReadGuarded()
+		if err != nil {
+			return r.l, nil, fmt.Errorf("%s: %w", what, err)
 		}
+		raw = append(raw, b)
 	}
-	return r.l, nil
+	return r.l, raw, nil
 }
 
 // rowsOf decodes elements [off, off+n) of raw, returning the values, their

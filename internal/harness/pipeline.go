@@ -281,17 +281,14 @@ func runPrefill(d *device, alloc func(string, dtype.Dtype, int) *tensor, c Case,
 		if err := d.armFor(def.st); err != nil {
 			return nil, err
 		}
-		l, err := d.launch(fmt.Sprintf("%s (prefill, M=%d)", def.st, P), o, extra, func() (gpapi.Launch, error) { return def.launch(d.lib, a) })
+		l, got, err := d.launch(fmt.Sprintf("%s (prefill, M=%d)", def.st, P), o, extra, func() (gpapi.Launch, error) { return def.launch(d.lib, a) })
 		if err != nil {
 			return nil, err
 		}
 		launches[def.st] = l
-		for _, t := range outs[def.st] {
-			b, err := t.download()
-			if err != nil {
-				return nil, err
-			}
-			raw[def.st] = append(raw[def.st], b)
+		raw[def.st] = got
+		for i, t := range outs[def.st] {
+			b := got[i]
 			// Prefill must write every element of every output (of a
 			// cache: rows 0..P-1); report the ones it did not as issues
 			// of the prefill row.
