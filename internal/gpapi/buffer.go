@@ -56,6 +56,7 @@ func (l *Lib) h2d(dst uintptr, src []byte) error {
 		return nil
 	}
 	defer l.lock(opH2D)()
+	l.moved[opH2D] += int64(len(src))
 	return l.check("gp_memcpy_h2d", l.memcpyH2D(dst, (*byte)(unsafe.Pointer(&src[0])), uint64(len(src))))
 }
 
@@ -64,6 +65,7 @@ func (l *Lib) d2h(dst []byte, src uintptr) error {
 		return nil
 	}
 	defer l.lock(opD2H)()
+	l.moved[opD2H] += int64(len(dst))
 	return l.check("gp_memcpy_d2h", l.memcpyD2H((*byte)(unsafe.Pointer(&dst[0])), src, uint64(len(dst))))
 }
 

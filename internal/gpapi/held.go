@@ -36,7 +36,7 @@ func (l *Lib) lock(o op) func() {
 }
 
 // HeldSummary says how long the harness held the library, in all and per
-// kind of call: "12.3 s in 45678 calls (h2d 4.1 s/9000, ...)".
+// kind of call: "12.3 s in 45678 calls (h2d 4.1 s/9000/3.2 GB, ...)".
 func (l *Lib) HeldSummary() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -47,7 +47,11 @@ func (l *Lib) HeldSummary() string {
 		total += l.held[o]
 		n += l.calls[o]
 		if l.calls[o] > 0 {
-			parts = append(parts, fmt.Sprintf("%s %.1f s/%d", opNames[o], l.held[o].Seconds(), l.calls[o]))
+			p := fmt.Sprintf("%s %.1f s/%d", opNames[o], l.held[o].Seconds(), l.calls[o])
+			if l.moved[o] > 0 {
+				p += fmt.Sprintf("/%.1f GB", float64(l.moved[o])/1e9)
+			}
+			parts = append(parts, p)
 		}
 	}
 	return fmt.Sprintf("%.1f s in %d calls (%s)", total.Seconds(), n, strings.Join(parts, ", "))

@@ -74,6 +74,7 @@ type Lib struct {
 	mu       sync.Mutex
 	held     [opCount]time.Duration // under mu: held.go
 	calls    [opCount]int64
+	moved    [opCount]int64    // bytes copied, h2d and d2h
 	pool     map[int][]uintptr // under mu: released allocations by user bytes (Release)
 	poolHeld int
 	handle   uintptr

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"testing"
 
 	"github.com/gretacore/parity/internal/dtype"
@@ -91,11 +90,6 @@ func oracleWeights(m model.Shape, dt dtype.Dtype, dist Dist, seed, headSeed uint
 	}
 	w.Wlm = oracleFill(g, m.VocabSize*h, sc(h))
 	return w
-}
-
-// sameBits reports whether a and b hold the same float64 bit patterns.
-func sameBits(a, b []float64) bool {
-	return slices.EqualFunc(a, b, func(x, y float64) bool { return math.Float64bits(x) == math.Float64bits(y) })
 }
 
 // TestSharedNormalsMatchOracle: every tensor of every (model, dtype, dist,

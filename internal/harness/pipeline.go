@@ -1,10 +1,13 @@
 package harness
 
 import (
+	"container/list"
 	"fmt"
 	"math"
 	"sync"
 	"time"
+	"unsafe"
+	"weak"
 
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/gpapi"
@@ -138,67 +141,62 @@ func (w *weightBufs) bias(t *tensor) uintptr {
 	return t.buf.Ptr
 }
 
-// deviceWeights keeps the weights uploaded to each library: the table
-// runs every S and route of one (model, dtype) in a row, and re-encoding
-// and uploading 4096×4096 matrices per case would dominate a GPU run.
-// Cases may run in parallel, with the same weights or (another input
-// distribution) different ones: each set counts its users, and a set is
-// freed only when nobody uses it and another is uploaded.
+// deviceWeights keeps the weight tensors uploaded to each library, one per
+// (host slice, dtype): the table runs every S and route of one (model,
+// dtype) in a row, and re-encoding and uploading 4096×4096 matrices per
+// case would dominate a GPU run; the sets of one (model, dtype) share the
+// tensors whose values are equal (internSet), so those are uploaded once.
+// Cases may run in parallel with different sets: a tensor counts its
+// users and is freed only when nobody uses it and the library holds more
+// than deviceWeightBytes of them, the least recently used first. Keys are
+// weak pointers: the cache keeps no host slice alive, and a slice drawn
+// where a freed one was is another key.
 var deviceWeights = struct {
 	sync.Mutex
-	m map[*gpapi.Lib][]*uploaded
-}{m: map[*gpapi.Lib][]*uploaded{}}
+	m map[*gpapi.Lib]*weightStore
+}{m: map[*gpapi.Lib]*weightStore{}}
 
-type uploaded struct {
-	w     *Weights
-	dt    dtype.Dtype
-	bufs  *weightBufs
-	all   []*gpapi.Buffer
-	users int
+// deviceWeightBytes bounds the bytes of unused weight tensors kept on a
+// device: two 8B models' sets in f32 (or four in f16/bf16).
+const deviceWeightBytes = 8 << 30
+
+type weightStore struct {
+	tensors map[tensorKey]*deviceTensor
+	lru     *list.List // of *deviceTensor, most recently used at the front
+	bytes   int
 }
 
-// weightsOn returns device copies of W, uploading them unless the library
-// already holds exactly these weights, and a release func to call when the
-// case is done with them. Unused sets are freed before an upload.
+type tensorKey struct {
+	data weak.Pointer[float64]
+	n    int
+	dt   dtype.Dtype
+}
+
+type deviceTensor struct {
+	key   tensorKey
+	t     *tensor
+	users int
+	elem  *list.Element
+}
+
+// weightsOn returns device copies of W's tensors, uploading those the
+// library does not hold yet, and a release func to call when the case is
+// done with them.
 func weightsOn(lib *gpapi.Lib, W *Weights, dt dtype.Dtype) (*weightBufs, func(), error) {
 	deviceWeights.Lock()
 	defer deviceWeights.Unlock()
-	release := func(u *uploaded) func() {
-		return func() {
-			deviceWeights.Lock()
-			u.users--
-			deviceWeights.Unlock()
-		}
+	st := deviceWeights.m[lib]
+	if st == nil {
+		st = &weightStore{tensors: map[tensorKey]*deviceTensor{}, lru: list.New()}
+		deviceWeights.m[lib] = st
 	}
-	for _, u := range deviceWeights.m[lib] {
-		if u.w == W && u.dt == dt {
-			u.users++
-			return u.bufs, release(u), nil
+	var used []*deviceTensor
+	release := func() {
+		deviceWeights.Lock()
+		for _, e := range used {
+			e.users--
 		}
-	}
-	kept := deviceWeights.m[lib][:0]
-	for _, u := range deviceWeights.m[lib] {
-		if u.users > 0 {
-			kept = append(kept, u)
-			continue
-		}
-		for _, b := range u.all {
-			b.Free()
-		}
-	}
-	deviceWeights.m[lib] = kept
-	u := &uploaded{w: W, dt: dt}
-	up := func(name string, v []float64) (*tensor, error) {
-		if v == nil {
-			return nil, nil
-		}
-		b, err := lib.Alloc(name, len(v)*dt.Size())
-		if err != nil {
-			return nil, err
-		}
-		u.all = append(u.all, b)
-		t := &tensor{buf: b, dt: dt, n: len(v)}
-		return t, t.upload(v)
+		deviceWeights.Unlock()
 	}
 	wb := &weightBufs{}
 	for _, x := range []struct {
@@ -209,18 +207,53 @@ func weightsOn(lib *gpapi.Lib, W *Weights, dt dtype.Dtype) (*weightBufs, func(),
 		{&wb.wo, "Wo", W.Wo}, {&wb.bq, "bq", W.Bq}, {&wb.bk, "bk", W.Bk}, {&wb.bv, "bv", W.Bv},
 		{&wb.postNorm, "post-norm weight", W.PostNormW}, {&wb.wg, "Wgate", W.Wg}, {&wb.wu, "Wup", W.Wu}, {&wb.wd, "Wdown", W.Wd},
 		{&wb.finalNorm, "final-norm weight", W.FinalNormW}, {&wb.wlm, "Wlm", W.Wlm}} {
-		t, err := up(x.name, x.v)
-		if err != nil {
-			for _, b := range u.all {
-				b.Free()
-			}
-			return nil, nil, err
+		if len(x.v) == 0 {
+			continue
 		}
-		*x.dst = t
+		key := tensorKey{weak.Make(unsafe.SliceData(x.v)), len(x.v), dt}
+		e := st.tensors[key]
+		if e == nil {
+			size := len(x.v) * dt.Size()
+			st.evict(size)
+			b, err := lib.Alloc(x.name, size)
+			if err == nil {
+				if err = b.Write(dt.Encode(x.v)); err != nil {
+					b.Free()
+				}
+			}
+			if err != nil {
+				for _, e := range used {
+					e.users--
+				}
+				return nil, nil, err
+			}
+			e = &deviceTensor{key: key, t: &tensor{buf: b, dt: dt, n: len(x.v)}}
+			e.elem = st.lru.PushFront(e)
+			st.tensors[key] = e
+			st.bytes += size
+		}
+		e.users++
+		st.lru.MoveToFront(e.elem)
+		used = append(used, e)
+		*x.dst = e.t
 	}
-	u.bufs, u.users = wb, 1
-	deviceWeights.m[lib] = append(deviceWeights.m[lib], u)
-	return wb, release(u), nil
+	return wb, release, nil
+}
+
+// evict frees the least recently used tensors nobody uses until size more
+// bytes fit in deviceWeightBytes (or none is left to free). The caller
+// holds deviceWeights' lock.
+func (st *weightStore) evict(size int) {
+	for e := st.lru.Back(); e != nil && st.bytes+size > deviceWeightBytes; {
+		prev := e.Prev()
+		if d := e.Value.(*deviceTensor); d.users == 0 {
+			st.lru.Remove(e)
+			delete(st.tensors, d.key)
+			st.bytes -= d.t.n * d.t.dt.Size()
+			d.t.buf.Free()
+		}
+		e = prev
+	}
 }
 
 // prefillState keeps prefill's device buffers the decode paths read.

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+	"weak"
 
 	"github.com/ebitengine/purego"
 
@@ -84,11 +85,12 @@ type Lib struct {
 	WaitTime             time.Duration
 }
 
-// weightKey names a host weight slice by its backing array and length. A
-// cached copy holds the slice itself, so the array cannot be freed and its
-// address reused while the key exists.
+// weightKey names a host weight slice by a weak pointer to its backing
+// array, and its length: the cache keeps no host slice alive, and an array
+// allocated where a freed one was is another key (weak pointers name
+// objects, not addresses).
 type weightKey struct {
-	data *float64
+	data weak.Pointer[float64]
 	n    int
 }
 
@@ -97,7 +99,7 @@ type weightKey struct {
 // it, and only a copy no pass reads is freed.
 type weightCopy struct {
 	key   weightKey
-	host  []float64
+	n     int // weights
 	dev   uintptr
 	ready chan struct{}
 	err   error
@@ -234,7 +236,7 @@ func (l *Lib) Linear(x []float64, m int, w, bias []float64, n int, wantAbs bool)
 // (then it waits for that upload). Least recently used copies that no pass
 // reads are freed beyond CacheBytes. release ends the use.
 func (l *Lib) acquire(w []float64) (*weightCopy, error) {
-	key := weightKey{unsafe.SliceData(w), len(w)}
+	key := weightKey{weak.Make(unsafe.SliceData(w)), len(w)}
 	l.mu.Lock()
 	if e, ok := l.copies[key]; ok {
 		l.lru.MoveToFront(e)
@@ -248,7 +250,7 @@ func (l *Lib) acquire(w []float64) (*weightCopy, error) {
 		}
 		return c, nil
 	}
-	c := &weightCopy{key: key, host: w, ready: make(chan struct{}), inUse: 1}
+	c := &weightCopy{key: key, n: len(w), ready: make(chan struct{}), inUse: 1}
 	l.copies[key] = l.lru.PushFront(c)
 	l.cached += 4 * len(w)
 	for e := l.lru.Back(); e != nil && l.cached > l.CacheBytes; {
@@ -320,7 +322,7 @@ func (l *Lib) uploadCopy(w []float64) (uintptr, error) {
 func (l *Lib) evictLocked(e *list.Element) {
 	c := l.lru.Remove(e).(*weightCopy)
 	delete(l.copies, c.key)
-	l.cached -= 4 * len(c.host)
+	l.cached -= 4 * c.n
 	uploadMu.Lock()
 	_ = l.free(c.dev) // a failed free leaks device memory, no value
 	uploadMu.Unlock()
