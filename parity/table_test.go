@@ -39,16 +39,22 @@ func TestParity(t *testing.T) {
 		c = withLayers(c)
 		named = append(named, namedCase{casePath(c), c}) // [model, fp32|fp16|bf16, "S=..", leaf "auto_steps=4"]: names_test.go
 	}
-	// Levels 0 and 1 (model, dtype) run in order, so one set of weights is
-	// on the device at a time; S and route run in parallel within them (the
-	// library serializes kernel calls; references and checks overlap).
+	// Level 0 (model) runs in order; S and routes run in parallel (the
+	// library serializes kernel calls; references and checks overlap). On
+	// a GPU a model's dtypes run in parallel too: three (model, dtype)
+	// groups at once keep the host's cores busy through each group's start
+	// (drawing and uploading its weights) and its tail (its longest cases).
+	// Weights are kept per tensor on the host and the device (internSet,
+	// deviceWeights), the raw normals of a model once for its dtypes. On
+	// the CPU backend the kernels themselves fill the cores, and three
+	// dtypes' real-shape weights at once would only add memory.
 	expect, err := parseExpectRoutes(*flagExpectRoutes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	noteMissing(t, lib)
 	named = selectCases(t, named) // -short, -parity.shard (shard_test.go)
-	runTree(t, named, 2, func(t *testing.T, c harness.Case) {
+	runTree(t, named, tableParallelFrom, func(t *testing.T, c harness.Case) {
 		if c.FusedOnly {
 			needCap(t, lib, gpapi.CapFused)
 		}
@@ -63,6 +69,10 @@ func TestParity(t *testing.T) {
 		}
 	})
 }
+
+// tableParallelFrom is the first level of TestParity's tree whose subtests
+// run in parallel: dtype on a GPU, S on the CPU backend.
+var tableParallelFrom = map[bool]int{true: 2, false: 1}[backendKind == "cpu"]
 
 type namedCase struct {
 	path []string

@@ -200,8 +200,8 @@ const PoolBytes = 4 << 30
 // pooled takes a released allocation of exactly bytes (plus guards) from
 // the pool, or returns 0.
 func (l *Lib) pooled(bytes int) uintptr {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.poolMu.Lock()
+	defer l.poolMu.Unlock()
 	bases := l.pool[bytes]
 	if len(bases) == 0 {
 		return 0
@@ -220,7 +220,7 @@ func (b *Buffer) Release() error {
 		return nil
 	}
 	l := b.lib
-	l.mu.Lock()
+	l.poolMu.Lock()
 	if size := b.Bytes + 2*GuardBytes; l.poolHeld+size <= PoolBytes {
 		if l.pool == nil {
 			l.pool = map[int][]uintptr{}
@@ -228,10 +228,10 @@ func (b *Buffer) Release() error {
 		l.pool[b.Bytes] = append(l.pool[b.Bytes], b.base)
 		l.poolHeld += size
 		b.base, b.Ptr = 0, 0
-		l.mu.Unlock()
+		l.poolMu.Unlock()
 		return nil
 	}
-	l.mu.Unlock()
+	l.poolMu.Unlock()
 	return b.Free()
 }
 

@@ -75,7 +75,8 @@ type Lib struct {
 	held     [opCount]time.Duration // under mu: held.go
 	calls    [opCount]int64
 	moved    [opCount]int64    // bytes copied, h2d and d2h
-	pool     map[int][]uintptr // under mu: released allocations by user bytes (Release)
+	poolMu   sync.Mutex        // the pool's own: no library call waits on it
+	pool     map[int][]uintptr // under poolMu: released allocations by user bytes (Release)
 	poolHeld int
 	handle   uintptr
 	caps     map[Capability]bool

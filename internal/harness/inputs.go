@@ -3,7 +3,10 @@ package harness
 import (
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -70,8 +73,28 @@ type cachedWeights struct {
 }
 
 // weightCacheOlder bounds the bytes kept of keys other than the last one
-// used: two layers of an 8B model's MLP-sized set.
-const weightCacheOlder = 4 << 30
+// used: on a GPU the table runs a model's three dtypes at once (three
+// keys, two and a bit distinct sets each: 11 GB of float64 for an 8B
+// model's layer with its MLP), and a layers-mode case walks two routes'
+// layers side by side. 16 GB, or an eighth of the host's memory where that
+// is less (4 GB on a laptop-sized host).
+var weightCacheOlder = min(16<<30, max(2<<30, hostMemory()/8))
+
+// hostMemory is the host's memory in bytes (Linux's MemTotal), or 32 GB
+// where it cannot be read.
+func hostMemory() int {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				if kb, err := strconv.Atoi(f[1]); err == nil {
+					return kb << 10
+				}
+			}
+		}
+	}
+	return 32 << 30
+}
 
 // cachedSet returns the set of (key, dist) and marks it used, or nil.
 // The caller holds weightCache's lock.
