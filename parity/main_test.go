@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +37,7 @@ func TestMain(m *testing.M) {
 	if *flagList {
 		os.Exit(printList(os.Stdout, os.Stderr))
 	}
+	widenParallel()
 	code := m.Run()
 	if testListPattern() != "" { // go test -list: testing printed the top-level tests
 		if code == 0 {
@@ -315,4 +318,21 @@ func checkCase(t *testing.T, lib *gpapi.Lib, c harness.Case) *harness.Result {
 		t.Errorf("decode diverges from prefill\n%s\n%s%s%s\nrerun: %s", res.Summary(), res.Table(), causes, where, rerunCommand(t))
 	}
 	return res
+}
+
+// widenParallel lets 4×GOMAXPROCS parallel cases run at once on a GPU
+// backend, unless -test.parallel is given: a case there mostly waits, on
+// the library (one caller at a time, as the ABI says) or on the device,
+// and testing's default of GOMAXPROCS running subtests left the host's
+// cores idle behind those waits (on an H100 host the table's goroutines
+// spent most of their time in testing's waitParallel).
+func widenParallel() {
+	if backendKind == "cpu" {
+		return
+	}
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		flag.Set("test.parallel", strconv.Itoa(4*runtime.GOMAXPROCS(0)))
+	}
 }

@@ -63,7 +63,8 @@ type weightKey struct {
 // weightCacheOlder bytes (real-model weights are 1-4 GB of float64 a set).
 var weightCache struct {
 	sync.Mutex
-	sets []cachedWeights // least recently used first
+	sets    []cachedWeights // least recently used first
+	drawing map[pendingKey]chan struct{}
 }
 
 type cachedWeights struct {
@@ -328,28 +329,7 @@ func cachedNormals(base uint64, n int, then func(raw []float64, lo, hi int)) []f
 func NewInputs(c Case) *Inputs {
 	m := c.Model
 	key := weightKey{m, c.Dtype, LayerSeed(c.Seed, c.Layer)}
-	weightCache.Lock()
-	w := cachedSet(key, c.Dist)
-	if w == nil {
-		w = newWeights(m, c.Dtype, c.Dist, key.seed)
-	}
-	if c.RunsMLP() && w.Wg == nil {
-		// The MLP's weights are drawn when a case first needs them (an
-		// attn-only case does not), into a new set: a set already handed
-		// out is never written to.
-		full := *w
-		addMLPWeights(&full, m, c.Dtype, c.Dist, key.seed)
-		w = &full
-	}
-	if c.RunsHead() && w.Wlm == nil {
-		full := *w
-		addHeadWeights(&full, m, c.Dtype, c.Dist, c.Seed)
-		w = &full
-	}
-	internSet(key, c.Dist, w)
-	keepSet(key, c.Dist, w)
-	weightCache.Unlock()
-
+	w := weightSet(c, key)
 	g := gen{rand.New(rand.NewPCG(c.Seed, uint64(c.P())<<32|0x5eed)), c.Dtype, c.Dist}
 	x := g.fill(c.P()*m.Hidden, 1)
 	if c.Dist == DistOutliers {
@@ -364,6 +344,65 @@ func NewInputs(c Case) *Inputs {
 		}
 	}
 	return &Inputs{W: w, X: x}
+}
+
+// weightSet returns c's weight set from weightCache, drawing what it lacks
+// (the set, its MLP, its head) outside the cache's lock: the other cases of
+// a table, of other sets, need not wait for a draw; a case that needs the
+// set being drawn waits for that draw (drawing) instead of drawing it again.
+func weightSet(c Case, key weightKey) *Weights {
+	m := c.Model
+	pk := pendingKey{key, c.Dist}
+	for {
+		weightCache.Lock()
+		w := cachedSet(key, c.Dist)
+		if w != nil && (!c.RunsMLP() || w.Wg != nil) && (!c.RunsHead() || w.Wlm != nil) {
+			keepSet(key, c.Dist, w)
+			weightCache.Unlock()
+			return w
+		}
+		if ch := weightCache.drawing[pk]; ch != nil {
+			weightCache.Unlock()
+			<-ch
+			continue
+		}
+		ch := make(chan struct{})
+		if weightCache.drawing == nil {
+			weightCache.drawing = map[pendingKey]chan struct{}{}
+		}
+		weightCache.drawing[pk] = ch
+		weightCache.Unlock()
+
+		if w == nil {
+			w = newWeights(m, c.Dtype, c.Dist, key.seed)
+		}
+		if c.RunsMLP() && w.Wg == nil {
+			// The MLP's weights are drawn when a case first needs them
+			// (an attn-only case does not), into a new set: a set already
+			// handed out is never written to.
+			full := *w
+			addMLPWeights(&full, m, c.Dtype, c.Dist, key.seed)
+			w = &full
+		}
+		if c.RunsHead() && w.Wlm == nil {
+			full := *w
+			addHeadWeights(&full, m, c.Dtype, c.Dist, c.Seed)
+			w = &full
+		}
+		weightCache.Lock()
+		internSet(key, c.Dist, w)
+		keepSet(key, c.Dist, w)
+		delete(weightCache.drawing, pk)
+		close(ch)
+		weightCache.Unlock()
+		return w
+	}
+}
+
+// pendingKey names a set being drawn.
+type pendingKey struct {
+	key  weightKey
+	dist Dist
 }
 
 func newWeights(m model.Shape, dt dtype.Dtype, dist Dist, seed uint64) *Weights {
