@@ -112,7 +112,7 @@ type skipGroup struct {
 // takeAccount snapshots the run (after m.Run).
 func takeAccount() *account {
 	a := &account{backend: backendKind, lib: suite.path, libSkip: suite.skip, libFail: suite.fail, ref: refdevAccount(suite.ref),
-		held:       heldAccount(),
+		held:       heldAccount() + timingAccount(),
 		runPattern: testFlag("test.run"), tableSelected: -1, arts: artifactsDir(), executed: int(casesRun.Load())}
 	summary.Lock()
 	a.cases = append(a.cases, summary.cases...)
@@ -328,11 +328,17 @@ func (a *account) text() string {
 	return b.String()
 }
 
-// heldAccount is the account's line on the library's held time: one
-// caller at a time (the ABI), so it bounds the run's wall time from below.
+// heldAccount is the account's lines on the library's held time (one
+// caller at a time, the ABI's rule, so it bounds the run's wall time from
+// below) and on how copies moved: through the reference library's
+// page-locked chunks (gpapi.Lib.StageThrough) or from Go memory.
 func heldAccount() string {
 	if suite.lib == nil {
 		return ""
 	}
-	return "library held: " + suite.lib.HeldSummary() + "\n"
+	copies := suite.lib.StagedSummary()
+	if suite.stageFail != "" {
+		copies += ": " + suite.stageFail
+	}
+	return "library held: " + suite.lib.HeldSummary() + "\ncopies: " + copies + "\n"
 }

@@ -343,6 +343,61 @@ func BenchmarkCopyD2D(b *testing.B) {
 	}
 }
 
+// BenchmarkCopyHost: host-device copies as the harness makes them, in GB/s
+// beside the device copy ceiling: one gp_memcpy from Go memory (pageable:
+// the runtime bounces it through its own buffer), one from page-locked
+// memory (the reference library's gprd_host_alloc: what the link gives),
+// and Buffer.Write / Buffer.Read, staged through page-locked chunks when
+// the reference library is loaded (the Go-side fill included).
+func BenchmarkCopyHost(b *testing.B) {
+	lib := openLib(b)
+	for _, kib := range []int{4, 16 << 10, 256 << 10} {
+		bytes := kib << 10
+		dev, err := lib.Alloc("copy host", bytes)
+		if err != nil {
+			b.Skip(err)
+		}
+		goMem := benchRandom(dtype.F16, bytes, 3)
+		var locked []byte
+		if suite.refdev != nil {
+			if locked, err = suite.refdev.HostAlloc(bytes); err != nil {
+				b.Fatal(err)
+			}
+			copy(locked, goMem)
+		}
+		for _, dir := range []string{"h2d", "d2h"} {
+			for _, mem := range []string{"go", "locked", "staged"} {
+				b.Run(fmt.Sprintf("%s/mem=%s/bytes=%dKiB", dir, mem, kib), func(b *testing.B) {
+					var f func(int) error
+					switch {
+					case mem == "locked" && locked == nil:
+						b.Skip("no page-locked memory: the reference library is not loaded (-parity.refdev)")
+					case mem == "go" && dir == "h2d":
+						f = func(int) error { return lib.CopyH2D(dev.Ptr, goMem) }
+					case mem == "go":
+						f = func(int) error { return lib.CopyD2H(goMem, dev.Ptr) }
+					case mem == "locked" && dir == "h2d":
+						f = func(int) error { return lib.CopyH2D(dev.Ptr, locked) }
+					case mem == "locked":
+						f = func(int) error { return lib.CopyD2H(locked, dev.Ptr) }
+					case dir == "h2d":
+						f = func(int) error { return dev.Write(goMem) }
+					default:
+						f = func(int) error { _, err := dev.Read(); return err }
+					}
+					ns := benchLoop(b, lib, f)
+					b.ReportMetric(float64(bytes)/ns, "GB/s")
+					b.ReportMetric(ns/1e3, "µs/copy")
+				})
+			}
+		}
+		if locked != nil {
+			suite.refdev.HostFree(locked)
+		}
+		dev.Free()
+	}
+}
+
 // BenchmarkCallOverhead: the purego binding's cost per call, with no GPU
 // work (gp_abi_version) and with a synchronize of an idle device.
 func BenchmarkCallOverhead(b *testing.B) {

@@ -3,7 +3,10 @@ package parity
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gretacore/parity/internal/gpapi"
@@ -39,9 +42,10 @@ func TestParity(t *testing.T) {
 		c = withLayers(c)
 		named = append(named, namedCase{casePath(c), c}) // [model, fp32|fp16|bf16, "S=..", leaf "auto_steps=4"]: names_test.go
 	}
-	// Level 0 (model) runs in order; S and routes run in parallel (the
-	// library serializes kernel calls; references and checks overlap). On
-	// a GPU a model's dtypes run in parallel too: three (model, dtype)
+	// Level 0 (model) runs in order (on a GPU overlapped: modelGate); S and
+	// routes run in parallel (the library serializes kernel calls;
+	// references and checks overlap). On a GPU a model's dtypes run in
+	// parallel too: three (model, dtype)
 	// groups at once keep the host's cores busy through each group's start
 	// (drawing and uploading its weights) and its tail (its longest cases).
 	// Weights are kept per tensor on the host and the device (internSet,
@@ -54,7 +58,11 @@ func TestParity(t *testing.T) {
 	}
 	noteMissing(t, lib)
 	named = selectCases(t, named) // -short, -parity.shard (shard_test.go)
-	runTree(t, named, tableParallelFrom, func(t *testing.T, c harness.Case) {
+	var gate *modelGate
+	if tableParallelFrom == 1 {
+		gate = newModelGate(named)
+	}
+	runTree(t, named, tableParallelFrom, gate, func(t *testing.T, c harness.Case) {
 		if c.FusedOnly {
 			needCap(t, lib, gpapi.CapFused)
 		}
@@ -83,8 +91,8 @@ type namedCase struct {
 // grouping consecutive cases that share a prefix, so -run can select any
 // level: TestParity/llama3-8b/f16/S=129/auto.
 // Levels from parallelFrom down run with t.Parallel.
-func runTree(t *testing.T, cases []namedCase, parallelFrom int, f func(*testing.T, harness.Case)) {
-	for i := 0; i < len(cases); {
+func runTree(t *testing.T, cases []namedCase, parallelFrom int, gate *modelGate, f func(*testing.T, harness.Case)) {
+	for i, gi := 0, 0; i < len(cases); gi++ {
 		j := i + 1
 		if len(cases[i].path) > 1 {
 			for j < len(cases) && len(cases[j].path) > 1 && cases[j].path[0] == cases[i].path[0] {
@@ -92,23 +100,93 @@ func runTree(t *testing.T, cases []namedCase, parallelFrom int, f func(*testing.
 			}
 		}
 		group := cases[i:j]
-		t.Run(group[0].path[0], func(t *testing.T) {
-			if parallelFrom <= 0 {
+		ran := t.Run(group[0].path[0], func(t *testing.T) {
+			leaf := f
+			if gate != nil {
+				t.Parallel()
+				t.Cleanup(func() { gate.open(gi) })
+				gate.wait(gi)
+				leaf = func(t *testing.T, c harness.Case) { gate.started(gi); f(t, c) }
+			} else if parallelFrom <= 0 {
 				t.Parallel()
 			}
 			if len(group[0].path) == 1 {
-				f(t, group[0].c)
+				timeCase(t, func() { leaf(t, group[0].c) })
 				return
 			}
 			sub := make([]namedCase, len(group))
 			for k, g := range group {
 				sub[k] = namedCase{g.path[1:], g.c}
 			}
-			runTree(t, sub, parallelFrom-1, f)
+			runTree(t, sub, parallelFrom-1, nil, leaf)
 		})
+		if !ran && gate != nil {
+			gate.open(gi) // filtered out by -run, or failed
+		}
 		i = j
 	}
 }
+
+// modelGate overlaps a table's models on a GPU backend: model i+1's cases
+// start once every case of model i has started, instead of after its last
+// case ended. Models ran one after another before, and each one's tail (its
+// longest cases, with most of the library and the host idle) added up to a
+// fifth of the table's wall time (docs/PERFORMANCE.md). At most two models'
+// weights are live at once, as at a boundary before.
+//
+// A gated model's test holds one of -test.parallel's slots while it waits,
+// so the gate is used only when the limit leaves the running model's cases
+// room (at least two slots a model); below that models run one after
+// another. It counts on every case it was given starting, so a -run or
+// -skip that selects subtests, and -failfast (which drops cases after a
+// failure), run models one after another too. A model whose test ends
+// (a failure before its cases) opens the gate.
+type modelGate struct {
+	left  []atomic.Int64  // cases of model i not started yet
+	gates []chan struct{} // closed once model i's cases all started or it ended
+	once  []sync.Once
+}
+
+// newModelGate returns the gate for cases' models, or nil when models must
+// run one after another.
+func newModelGate(cases []namedCase) *modelGate {
+	if strings.Contains(testFlag("test.run"), "/") || strings.Contains(testFlag("test.skip"), "/") || testFlag("test.failfast") == "true" {
+		return nil
+	}
+	var counts []int64
+	for i, c := range cases {
+		if i == 0 || c.path[0] != cases[i-1].path[0] {
+			counts = append(counts, 0)
+		}
+		counts[len(counts)-1]++
+	}
+	limit, err := strconv.Atoi(testFlag("test.parallel"))
+	if err != nil || len(counts) < 2 || limit < 2*len(counts) {
+		return nil
+	}
+	g := &modelGate{left: make([]atomic.Int64, len(counts)), gates: make([]chan struct{}, len(counts)), once: make([]sync.Once, len(counts))}
+	for i, n := range counts {
+		g.left[i].Store(n)
+		g.gates[i] = make(chan struct{})
+	}
+	return g
+}
+
+// wait blocks model i until model i-1's cases have all started.
+func (g *modelGate) wait(i int) {
+	if i > 0 {
+		<-g.gates[i-1]
+	}
+}
+
+// started counts a case of model i as started.
+func (g *modelGate) started(i int) {
+	if g.left[i].Add(-1) == 0 {
+		g.open(i)
+	}
+}
+
+func (g *modelGate) open(i int) { g.once[i].Do(func() { close(g.gates[i]) }) }
 
 // routeExpectation is -parity.expect-routes: the routes AUTO must run for
 // the projections on each path (set = false: report only).

@@ -2,6 +2,7 @@ package gpapi
 
 import (
 	"fmt"
+	"math/bits"
 	"strings"
 	"time"
 )
@@ -29,14 +30,42 @@ func (l *Lib) lock(o op) func() {
 	l.mu.Lock()
 	t := time.Now()
 	return func() {
-		l.held[o] += time.Since(t)
+		d := time.Since(t)
+		l.held[o] += d
 		l.calls[o]++
+		l.hist[o][min(bits.Len64(uint64(d.Microseconds())), heldBuckets-1)]++
 		l.mu.Unlock()
 	}
 }
 
+// heldBuckets: a call's held time goes in bucket k when it took [2^(k-1),
+// 2^k) µs (bucket 0: under a µs); the last bucket takes the rest.
+const heldBuckets = 24
+
+// quantile returns the upper bound of the bucket that holds the q-quantile
+// of op o's held times: "≤ 16 µs".
+func (l *Lib) quantile(o op, q float64) string {
+	want := int64(q * float64(l.calls[o]))
+	var seen int64
+	for k, n := range l.hist[o] {
+		seen += n
+		if seen > want {
+			if us := int64(1) << k; us >= 1000 {
+				return fmt.Sprintf("≤%.0f ms", float64(us)/1000)
+			}
+			return fmt.Sprintf("≤%d µs", int64(1)<<k)
+		}
+	}
+	return "?"
+}
+
 // HeldSummary says how long the harness held the library, in all and per
-// kind of call: "12.3 s in 45678 calls (h2d 4.1 s/9000/3.2 GB, ...)".
+// kind of call, with the median and 99th percentile of a call's held time
+// (bucket bounds, powers of two): "12.3 s in 45678 calls (h2d 4.1 s/9000/3.2
+// GB (median ≤16 µs, p99 ≤2 ms), ...)". A median well above the
+// benchmarks' per-call cost (BenchmarkCopyHost, BenchmarkCallOverhead)
+// means calls wait inside the runtime (for the device, a copy engine or a
+// lock of the driver's), not for the harness.
 func (l *Lib) HeldSummary() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -51,6 +80,7 @@ func (l *Lib) HeldSummary() string {
 			if l.moved[o] > 0 {
 				p += fmt.Sprintf("/%.1f GB", float64(l.moved[o])/1e9)
 			}
+			p += fmt.Sprintf(" (median %s, p99 %s)", l.quantile(o, 0.5), l.quantile(o, 0.99))
 			parts = append(parts, p)
 		}
 	}

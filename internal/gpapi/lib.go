@@ -74,9 +74,12 @@ type Lib struct {
 	mu       sync.Mutex
 	held     [opCount]time.Duration // under mu: held.go
 	calls    [opCount]int64
-	moved    [opCount]int64    // bytes copied, h2d and d2h
-	poolMu   sync.Mutex        // the pool's own: no library call waits on it
-	pool     map[int][]uintptr // under poolMu: released allocations by user bytes (Release)
+	hist     [opCount][heldBuckets]int64 // held times by power of two of µs
+	moved    [opCount]int64              // bytes copied, h2d and d2h
+	staged   [opCount]int64              // of which through page-locked chunks (staging.go)
+	stage    *staging                    // set once by StageThrough, before the copies
+	poolMu   sync.Mutex                  // the pool's own: no library call waits on it
+	pool     map[int][]uintptr           // under poolMu: released allocations by user bytes (Release)
 	poolHeld int
 	handle   uintptr
 	caps     map[Capability]bool

@@ -28,7 +28,7 @@ func (t *tensor) poison() error {
 		t.poisoned = false
 		return nil
 	}
-	return t.buf.WriteGuarded(t.dt.PoisonBytes(t.n))
+	return t.buf.WritePatternGuarded(t.dt.PoisonBytes(1))
 }
 
 func (t *tensor) upload(v []float64) error {
@@ -60,9 +60,10 @@ func (d *device) armFor(st stage.Stage) error {
 }
 
 // alloc allocates a tensor that holds the poison pattern (guards and
-// poison in one copy: gpapi.AllocFill), so that its first poison() is free.
+// poison in one copy: gpapi.AllocPattern), so that its first poison() is
+// free.
 func (d *device) alloc(name string, dt dtype.Dtype, n int) (*tensor, error) {
-	b, err := d.lib.AllocFill(name, dt.PoisonBytes(n))
+	b, err := d.lib.AllocPattern(name, n*dt.Size(), dt.PoisonBytes(1))
 	if err != nil {
 		return nil, err
 	}

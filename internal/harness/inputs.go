@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+	"weak"
 
 	"github.com/gretacore/parity/internal/dtype"
 	"github.com/gretacore/parity/internal/model"
@@ -212,14 +213,84 @@ func (g gen) fill(n int, scale float64) []float64 {
 
 // fillShared is fill for the large weight tensors: the same values, from
 // standard normals shared with the other dtypes and distributions (see
-// rawCache).
+// rawCache). A tensor whose values another set already holds (same
+// normals, dtype, scale and sign rule: the outliers set's every tensor, the
+// large_qk set's all but Wq and Wk) is that set's very slice (roundedCache),
+// not rounded again.
 func (g gen) fillShared(n int, scale float64) []float64 {
-	out := make([]float64, n)
-	if raw := cachedNormals(g.r.Uint64(), n, func(raw []float64, lo, hi int) {
-		g.round(out[lo:hi], raw[lo:hi], scale)
-	}); raw != nil {
-		parallel.For(n, roundCost, func(lo, hi int) { g.round(out[lo:hi], raw[lo:hi], scale) })
+	key := roundedKey{g.r.Uint64(), n, g.dt, scale, g.dist == DistPositive}
+	return roundedCache.get(key, func() []float64 {
+		out := make([]float64, n)
+		if raw := cachedNormals(key.base, n, func(raw []float64, lo, hi int) {
+			g.round(out[lo:hi], raw[lo:hi], scale)
+		}); raw != nil {
+			parallel.For(n, roundCost, func(lo, hi int) { g.round(out[lo:hi], raw[lo:hi], scale) })
+		}
+		return out
+	})
+}
+
+// roundedCache keeps fillShared's outputs by what determines them, weakly:
+// an entry lives as long as some weight set holds its slice. Rounding a
+// model's large tensors once per set cost a quarter of a GPU table's host
+// time (gen.round, 95-143 of 470-560 CPU-seconds), most of it on values
+// another set of the same (model, dtype) already held, often drawn at the
+// same time by another case: a caller that finds the slice being made
+// waits for it.
+var roundedCache = roundedSlices{m: map[roundedKey]*roundedEntry{}}
+
+type roundedSlices struct {
+	sync.Mutex
+	m map[roundedKey]*roundedEntry
+}
+
+type roundedKey struct {
+	base     uint64 // the normals' stream (rawCache)
+	n        int
+	dt       dtype.Dtype
+	scale    float64
+	positive bool // |normal| (DistPositive)
+}
+
+type roundedEntry struct {
+	ready chan struct{} // closed once p is set
+	p     weak.Pointer[float64]
+}
+
+// get returns key's slice: the one a set still holds, the one another
+// caller is making (once made), or draw's.
+func (c *roundedSlices) get(key roundedKey, draw func() []float64) []float64 {
+	c.Lock()
+	if e := c.m[key]; e != nil {
+		c.Unlock()
+		<-e.ready
+		if p := e.p.Value(); p != nil {
+			return unsafe.Slice(p, key.n)
+		}
+		c.Lock()
+		if c.m[key] == e {
+			delete(c.m, key) // no set holds it any more: make it again
+		}
+		c.Unlock()
+		return c.get(key, draw)
 	}
+	if len(c.m) >= 1024 {
+		for k, e := range c.m {
+			select {
+			case <-e.ready:
+				if e.p.Value() == nil {
+					delete(c.m, k)
+				}
+			default:
+			}
+		}
+	}
+	e := &roundedEntry{ready: make(chan struct{})}
+	c.m[key] = e
+	c.Unlock()
+	defer close(e.ready) // also if draw panics: the waiters draw again
+	out := draw()
+	e.p = weak.Make(unsafe.SliceData(out))
 	return out
 }
 

@@ -28,7 +28,7 @@ import (
 )
 
 // ABIVersion is the GP_REFDEV_ABI_VERSION this binding speaks.
-const ABIVersion = 2
+const ABIVersion = 3
 
 // DefaultCacheBytes bounds the device memory held by weight copies (float32,
 // 4 bytes a weight): an 8B model's attention and MLP weights are 0.9 GB a
@@ -37,9 +37,10 @@ const DefaultCacheBytes = 12 << 30
 
 // Lanes is the number of passes that run on the GPU at the same time, each
 // on a stream of its own: a one-row pass over a 4096-wide projection fills
-// a fraction of an H100/H200, and a table has dozens of cases evaluating at
-// once.
-const Lanes = 8
+// a fraction of an H100/H200, and a table has a hundred cases evaluating
+// at once (at 8 lanes and 128 cases, callers waited 146 s for a lane in a
+// 41 s table).
+const Lanes = 16
 
 // Lib is an open reference library. Its methods are safe for concurrent
 // use: up to Lanes passes run at once, and a weight copy is made once
@@ -53,7 +54,8 @@ type Lib struct {
 
 	mu     sync.Mutex // the cache and the statistics
 	handle uintptr
-	lanes  chan uintptr // idle gprd_lane pointers
+	lanes  chan uintptr   // idle gprd_lane pointers
+	chunks chan []float32 // idle upload chunks (uploadCopy)
 	// int gprd_abi_version(void);
 	abiVersion func() int32
 	// const char *gprd_last_error(void);
@@ -62,10 +64,16 @@ type Lib struct {
 	backend func() string
 	// int gprd_device_count(void);
 	deviceCount func() int32
-	// int gprd_weights_upload(const float *host, size_t n, void **out);
-	upload func(host *float32, n uint64, out *uintptr) int32
+	// int gprd_weights_alloc(size_t n, void **out);
+	weightsAlloc func(n uint64, out *uintptr) int32
+	// int gprd_weights_write(void *dev, size_t offset, const float *host, size_t n);
+	weightsWrite func(dev uintptr, offset uint64, host *float32, n uint64) int32
 	// int gprd_weights_free(void *dev);
 	free func(dev uintptr) int32
+	// int gprd_host_alloc(size_t bytes, void **out);
+	hostAlloc func(bytes uint64, out *unsafe.Pointer) int32
+	// int gprd_host_free(void *host);
+	hostFree func(host unsafe.Pointer) int32
 	// int gprd_lane_create(gprd_lane **out);
 	laneCreate func(out *uintptr) int32
 	// const char *gprd_lane_error(const gprd_lane *lane);
@@ -130,8 +138,11 @@ func Open(path string) (*Lib, error) {
 		{&l.lastError, "gprd_last_error"},
 		{&l.backend, "gprd_backend"},
 		{&l.deviceCount, "gprd_device_count"},
-		{&l.upload, "gprd_weights_upload"},
+		{&l.weightsAlloc, "gprd_weights_alloc"},
+		{&l.weightsWrite, "gprd_weights_write"},
 		{&l.free, "gprd_weights_free"},
+		{&l.hostAlloc, "gprd_host_alloc"},
+		{&l.hostFree, "gprd_host_free"},
 		{&l.laneCreate, "gprd_lane_create"},
 		{&l.laneError, "gprd_lane_error"},
 		{&l.linear, "gprd_linear"},
@@ -143,6 +154,14 @@ func Open(path string) (*Lib, error) {
 	l.Backend = l.backend()
 	if n := l.deviceCount(); n < 1 {
 		return nil, fmt.Errorf("reference library %s: no device (%s)", path, l.lastError())
+	}
+	l.chunks = make(chan []float32, uploadChunks)
+	for range uploadChunks {
+		f := make([]float32, uploadChunk) // Go memory if page-locked fails: slower, same values
+		if b, err := l.HostAlloc(4 * uploadChunk); err == nil {
+			f = unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), uploadChunk)
+		}
+		l.chunks <- f
 	}
 	l.lanes = make(chan uintptr, Lanes)
 	for range Lanes {
@@ -292,10 +311,49 @@ func (l *Lib) release(c *weightCopy) {
 // the library's one).
 var uploadMu sync.Mutex
 
-// uploadCopy converts w to float32, checking every value is exact, and
-// makes its device copy.
+// uploadChunk is the float32 weights an upload converts and copies at a
+// time, from one of uploadChunks page-locked chunks (Open): a copy from Go
+// memory would go through the runtime's bounce buffer, slowly, and every
+// other pageable copy of the process (the library under test's among them)
+// would wait for it.
+const (
+	uploadChunk  = 4 << 20
+	uploadChunks = 8
+)
+
+// uploadCopy converts w to float32 a chunk at a time, checking every value
+// is exact, and makes its device copy.
 func (l *Lib) uploadCopy(w []float64) (uintptr, error) {
-	f := make([]float32, len(w))
+	var dev uintptr
+	uploadMu.Lock()
+	err := l.check("gprd_weights_alloc", l.weightsAlloc(uint64(len(w)), &dev))
+	uploadMu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	for off := 0; off < len(w); off += uploadChunk {
+		part := w[off:min(off+uploadChunk, len(w))]
+		f := (<-l.chunks)[:len(part)]
+		err := toFloat32(f, part, off)
+		if err == nil {
+			uploadMu.Lock()
+			err = l.check("gprd_weights_write", l.weightsWrite(dev, uint64(off), &f[0], uint64(len(f))))
+			uploadMu.Unlock()
+		}
+		l.chunks <- f[:cap(f)]
+		if err != nil {
+			uploadMu.Lock()
+			_ = l.free(dev)
+			uploadMu.Unlock()
+			return 0, err
+		}
+	}
+	return dev, nil
+}
+
+// toFloat32 writes f[i] = float32(w[i]), or says which weight (w is at
+// offset off of its matrix) is not exact in float32.
+func toFloat32(f []float32, w []float64, off int) error {
 	var inexact atomic.Int64
 	inexact.Store(-1)
 	parallel.For(len(w), 2, func(lo, hi int) {
@@ -307,15 +365,9 @@ func (l *Lib) uploadCopy(w []float64) (uintptr, error) {
 		}
 	})
 	if i := inexact.Load(); i >= 0 {
-		return 0, fmt.Errorf("refdev: weight %d = %v is not exact in float32", i, w[i])
+		return fmt.Errorf("refdev: weight %d = %v is not exact in float32", off+int(i), w[i])
 	}
-	uploadMu.Lock()
-	defer uploadMu.Unlock()
-	var dev uintptr
-	if err := l.check("gprd_weights_upload", l.upload(&f[0], uint64(len(f)), &dev)); err != nil {
-		return 0, err
-	}
-	return dev, nil
+	return nil
 }
 
 // evictLocked drops a copy no pass reads. The caller holds l.mu.
@@ -326,6 +378,37 @@ func (l *Lib) evictLocked(e *list.Element) {
 	uploadMu.Lock()
 	_ = l.free(c.dev) // a failed free leaks device memory, no value
 	uploadMu.Unlock()
+}
+
+// HostAlloc returns bytes (> 0) of page-locked host memory, outside Go's
+// heap, that every GPU library of the process copies from and to at the
+// link's speed (gprd_host_alloc): the harness stages its copies to the
+// library under test through it (gpapi.Lib.StageThrough). HostFree gives it
+// back; the slice must not be used after.
+func (l *Lib) HostAlloc(bytes int) ([]byte, error) {
+	if bytes <= 0 {
+		return nil, fmt.Errorf("refdev.HostAlloc: size %d must be > 0", bytes)
+	}
+	uploadMu.Lock()
+	defer uploadMu.Unlock()
+	var p unsafe.Pointer
+	if err := l.check("gprd_host_alloc", l.hostAlloc(uint64(bytes), &p)); err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, fmt.Errorf("gprd_host_alloc(%d): returned OK and a null pointer", bytes)
+	}
+	return unsafe.Slice((*byte)(p), bytes), nil
+}
+
+// HostFree frees memory HostAlloc returned.
+func (l *Lib) HostFree(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	uploadMu.Lock()
+	defer uploadMu.Unlock()
+	return l.check("gprd_host_free", l.hostFree(unsafe.Pointer(unsafe.SliceData(b))))
 }
 
 // Stats returns the account's figures (see the fields).

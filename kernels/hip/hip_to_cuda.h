@@ -33,6 +33,9 @@
 #define hipMalloc cudaMalloc
 #define hipFree cudaFree
 #define hipMemcpy cudaMemcpy
+#define hipHostMalloc cudaHostAlloc
+#define hipHostMallocPortable cudaHostAllocPortable
+#define hipHostFree cudaFreeHost
 #define hipMemcpyHostToDevice cudaMemcpyHostToDevice
 #define hipMemcpyDeviceToHost cudaMemcpyDeviceToHost
 #define hipMemcpyDeviceToDevice cudaMemcpyDeviceToDevice

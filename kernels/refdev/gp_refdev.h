@@ -28,8 +28,10 @@
 extern "C" {
 #endif
 
-/* Bumped on any change of a signature or of the arithmetic. */
-#define GP_REFDEV_ABI_VERSION 2
+/* Bumped on any change of a signature or of the arithmetic. Version 3
+ * added gprd_host_alloc and gprd_host_free, and split gprd_weights_upload
+ * into gprd_weights_alloc and gprd_weights_write. */
+#define GP_REFDEV_ABI_VERSION 3
 
 #define GP_REFDEV_OK 0
 #define GP_REFDEV_ERR_ARG 1     /* a null pointer or a size out of range */
@@ -44,9 +46,22 @@ const char *gprd_backend(void);
 int gprd_device_count(void);
 
 /* A device copy of n float32 weights (every storage dtype, f32, f16 and
- * bf16, is exact in float32). *out receives the device pointer. */
-int gprd_weights_upload(const float *host, size_t n, void **out);
+ * bf16, is exact in float32): gprd_weights_alloc makes room for n, *out
+ * receives the device pointer, and gprd_weights_write copies n of them from
+ * host to weights [offset, offset+n). The suite writes a chunk at a time
+ * from page-locked memory (gprd_host_alloc): a copy from pageable memory
+ * runs at a fraction of the link's speed and holds the runtime's bounce
+ * buffer, which every other pageable copy of the process waits for. */
+int gprd_weights_alloc(size_t n, void **out);
+int gprd_weights_write(void *dev, size_t offset, const float *host, size_t n);
 int gprd_weights_free(void *dev);
+
+/* Page-locked host memory, usable by every library of the process
+ * (portable): the suite stages its copies to and from the library under
+ * test through it, because a copy from pageable memory goes through the
+ * runtime's own bounce buffer at a fraction of the link's speed. */
+int gprd_host_alloc(size_t bytes, void **out);
+int gprd_host_free(void *host);
 
 typedef struct gprd_lane gprd_lane;
 int gprd_lane_create(gprd_lane **out);
@@ -58,7 +73,7 @@ const char *gprd_lane_error(const gprd_lane *lane);
  * On lane: y[r,j] = Σ_k x[r,k]·W[j,k] (+ bias[j]) and, when a != NULL,
  * a[r,j] = Σ_k |x[r,k]·W[j,k]| (+ |bias[j]|), for r < m, j < n, over
  * k < kdim in increasing order. x [m, kdim] row-major float64 (host),
- * W [n, kdim] row-major float32 (device, from gprd_weights_upload), bias
+ * W [n, kdim] row-major float32 (device, from gprd_weights_alloc), bias
  * [n] float64 (host) or NULL, y and a [m, n] float64 (host).
  */
 int gprd_linear(gprd_lane *lane, const double *x, const void *w, const double *bias, double *y,

@@ -27,6 +27,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gp_refdev.h"
 
@@ -159,6 +160,11 @@ struct gprd_lane {
     hipStream_t stream;
     void *scratch; /* x, bias, y and a on the device, grown as passes need */
     size_t scratch_bytes;
+    /* Their page-locked host copies: a pageable copy would hold the
+     * runtime's bounce buffer, which every other pageable copy of the
+     * process (the library under test's among them) waits for. */
+    void *host;
+    size_t host_bytes;
     char err[256];
 };
 
@@ -185,6 +191,23 @@ static int scratch_reserve(gprd_lane *l, size_t bytes) {
     return rc;
 }
 
+static int host_reserve(gprd_lane *l, size_t bytes) {
+    if (bytes <= l->host_bytes) {
+        return GP_REFDEV_OK;
+    }
+    if (l->host != NULL) {
+        (void)hipHostFree(l->host);
+        l->host = NULL;
+        l->host_bytes = 0;
+    }
+    int rc =
+        lane_check(l, hipHostMalloc(&l->host, bytes, hipHostMallocPortable), "hipHostMalloc(lane)");
+    if (rc == GP_REFDEV_OK) {
+        l->host_bytes = bytes;
+    }
+    return rc;
+}
+
 extern "C" {
 
 int gprd_abi_version(void) { return GP_REFDEV_ABI_VERSION; }
@@ -201,22 +224,20 @@ int gprd_device_count(void) {
     return n;
 }
 
-int gprd_weights_upload(const float *host, size_t n, void **out) {
-    if (host == NULL || out == NULL || n == 0) {
-        return fail(GP_REFDEV_ERR_ARG, "gprd_weights_upload", "null pointer or empty");
+int gprd_weights_alloc(size_t n, void **out) {
+    if (out == NULL || n == 0) {
+        return fail(GP_REFDEV_ERR_ARG, "gprd_weights_alloc", "null pointer or empty");
     }
-    void *d = NULL;
-    int rc = check(hipMalloc(&d, n * sizeof(float)), "hipMalloc(weights)");
-    if (rc != GP_REFDEV_OK) {
-        return rc;
+    *out = NULL;
+    return check(hipMalloc(out, n * sizeof(float)), "hipMalloc(weights)");
+}
+
+int gprd_weights_write(void *dev, size_t offset, const float *host, size_t n) {
+    if (dev == NULL || host == NULL) {
+        return fail(GP_REFDEV_ERR_ARG, "gprd_weights_write", "null pointer");
     }
-    rc = check(hipMemcpy(d, host, n * sizeof(float), hipMemcpyHostToDevice), "upload weights");
-    if (rc != GP_REFDEV_OK) {
-        (void)hipFree(d);
-        return rc;
-    }
-    *out = d;
-    return GP_REFDEV_OK;
+    return check(hipMemcpy((float *)dev + offset, host, n * sizeof(float), hipMemcpyHostToDevice),
+                 "upload weights");
 }
 
 int gprd_weights_free(void *dev) {
@@ -224,6 +245,21 @@ int gprd_weights_free(void *dev) {
         return GP_REFDEV_OK;
     }
     return check(hipFree(dev), "hipFree(weights)");
+}
+
+int gprd_host_alloc(size_t bytes, void **out) {
+    if (out == NULL || bytes == 0) {
+        return fail(GP_REFDEV_ERR_ARG, "gprd_host_alloc", "null pointer or empty");
+    }
+    *out = NULL;
+    return check(hipHostMalloc(out, bytes, hipHostMallocPortable), "hipHostMalloc");
+}
+
+int gprd_host_free(void *host) {
+    if (host == NULL) {
+        return GP_REFDEV_OK;
+    }
+    return check(hipHostFree(host), "hipHostFree");
 }
 
 int gprd_lane_create(gprd_lane **out) {
@@ -250,6 +286,9 @@ int gprd_lane_destroy(gprd_lane *l) {
     if (l->scratch != NULL) {
         (void)hipFree(l->scratch);
     }
+    if (l->host != NULL) {
+        (void)hipHostFree(l->host);
+    }
     int rc = check(hipStreamDestroy(l->stream), "hipStreamDestroy");
     free(l);
     return rc;
@@ -272,18 +311,19 @@ int gprd_linear(gprd_lane *l, const double *x, const void *w, const double *bias
     const size_t xb = (size_t)m * kdim * sizeof(double), bb = bias ? (size_t)n * sizeof(double) : 0,
                  yb = (size_t)m * n * sizeof(double), ab = a ? yb : 0;
     int rc = scratch_reserve(l, xb + bb + yb + ab);
-    if (rc != GP_REFDEV_OK) {
+    if (rc != GP_REFDEV_OK || (rc = host_reserve(l, xb + bb + yb + ab)) != GP_REFDEV_OK) {
         return rc;
     }
-    char *base = (char *)l->scratch;
+    char *base = (char *)l->scratch, *hbase = (char *)l->host;
     double *dx = (double *)base, *db = bias ? (double *)(base + xb) : NULL,
            *dy = (double *)(base + xb + bb), *da = a ? (double *)(base + xb + bb + yb) : NULL;
+    memcpy(hbase, x, xb);
+    if (bias != NULL) {
+        memcpy(hbase + xb, bias, bb);
+    }
     hipStream_t st = l->stream;
-    if ((rc = lane_check(l, hipMemcpyAsync(dx, x, xb, hipMemcpyHostToDevice, st), "upload x")) !=
-            0 ||
-        (bias != NULL &&
-         (rc = lane_check(l, hipMemcpyAsync(db, bias, bb, hipMemcpyHostToDevice, st),
-                          "upload bias")) != 0)) {
+    if ((rc = lane_check(l, hipMemcpyAsync(dx, hbase, xb + bb, hipMemcpyHostToDevice, st),
+                         "upload x")) != 0) {
         return rc;
     }
     if (m == 1) {
@@ -295,13 +335,16 @@ int gprd_linear(gprd_lane *l, const double *x, const void *w, const double *bias
                            (const float *)w, db, dy, da, m, n, kdim);
     }
     if ((rc = lane_check(l, hipGetLastError(), "launch")) != 0 ||
-        (rc = lane_check(l, hipMemcpyAsync(y, dy, yb, hipMemcpyDeviceToHost, st), "download y")) !=
-            0 ||
-        (a != NULL && (rc = lane_check(l, hipMemcpyAsync(a, da, ab, hipMemcpyDeviceToHost, st),
-                                       "download a")) != 0)) {
+        (rc = lane_check(l, hipMemcpyAsync(hbase + xb + bb, dy, yb + ab, hipMemcpyDeviceToHost, st),
+                         "download y")) != 0 ||
+        (rc = lane_check(l, hipStreamSynchronize(st), "hipStreamSynchronize")) != 0) {
         return rc;
     }
-    return lane_check(l, hipStreamSynchronize(st), "hipStreamSynchronize");
+    memcpy(y, hbase + xb + bb, yb);
+    if (a != NULL) {
+        memcpy(a, hbase + xb + bb + yb, ab);
+    }
+    return GP_REFDEV_OK;
 }
 
 } /* extern "C" */
