@@ -106,6 +106,9 @@ func TestStagedCopies(t *testing.T) {
 	if s := lib.StagedSummary(); !strings.Contains(s, "staged through 2 × 0 MB") {
 		t.Errorf("StagedSummary = %q", s)
 	}
+	if s := lib.HeldSummary(); !strings.Contains(s, "h2d ") || !strings.Contains(s, "(median ≤") || !strings.Contains(s, ", p99 ≤") {
+		t.Errorf("HeldSummary gives no median and p99 per kind of call: %q", s)
+	}
 
 	// Goroutines share the two chunks.
 	var wg sync.WaitGroup
