@@ -73,7 +73,9 @@ func refdevAccount(desc string) string {
 // host's (reference.LinearAbs) bit for bit in every output, not just the
 // audited sample: one and several rows, with and without bias and Σ|x·W|,
 // K not a multiple of the kernel's 64-wide tile, N not a multiple of its
-// 64 outputs, weights of every storage dtype's precision.
+// 64 outputs, weights of every storage dtype's precision, and weights
+// written in several upload chunks (4096×4096 and 1000×14336: four chunks
+// of 4 M values, the second's boundaries inside a row).
 func TestDeviceReferenceMatchesHost(t *testing.T) {
 	openLib(t)
 	l := suite.refdev
